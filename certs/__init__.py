@@ -1,0 +1,1 @@
+"""The hub's certificate authority, its trust decisions and the keys that sign."""

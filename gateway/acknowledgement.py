@@ -1,0 +1,70 @@
+"""The hub's signed answers: the Acknowledgement of section 5 (and the Notice of section 6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from lxml import etree
+
+from certs.signer import Signer
+from gateway.envelope import HUB, Header, build_envelope, document_element, format_instant
+from gateway.ledger.model import Finding
+from gateway.reading import DOCUMENT_NS
+from gateway.signature import sign_envelope
+
+
+def _add(parent: etree._Element, name: str, text: str, **attributes: str) -> etree._Element:
+    element = etree.SubElement(parent, f"{{{DOCUMENT_NS}}}{name}", attributes)
+    element.text = text
+    return element
+
+
+def acknowledgement_document(
+    status: str,
+    digest: str,
+    received_at: datetime,
+    sequence: int | None,
+    reasons: tuple[Finding, ...],
+    warnings: tuple[Finding, ...],
+) -> etree._Element:
+    document = document_element("Acknowledgement")
+    _add(document, "Status", status)
+    _add(document, "ReceivedDigest", digest)
+    _add(document, "ReceivedAt", format_instant(received_at))
+    if sequence is not None:
+        _add(document, "LedgerSequence", str(sequence))
+    for reason in reasons:
+        _add(document, "Reason", reason.text, code=reason.code)
+    for warning in warnings:
+        _add(document, "Warning", warning.text, code=warning.code)
+    return document
+
+
+def sign_acknowledgement(
+    signer: Signer,
+    *,
+    to: str,
+    ref_to_message_id: str | None,
+    conversation_id: str | None,
+    status: str,
+    digest: str,
+    received_at: datetime,
+    sequence: int | None,
+    reasons: tuple[Finding, ...],
+    warnings: tuple[Finding, ...],
+    now: datetime,
+) -> tuple[str, bytes]:
+    """Build and sign one Acknowledgement; returns its MessageId and bytes."""
+    message_id = str(uuid.uuid4())
+    header = Header(
+        message_id=message_id,
+        sender=HUB,
+        recipient=to,
+        type="Acknowledgement",
+        created_at=now,
+        conversation_id=conversation_id,
+        ref_to_message_id=ref_to_message_id,
+    )
+    document = acknowledgement_document(status, digest, received_at, sequence, reasons, warnings)
+    return message_id, sign_envelope(build_envelope(header, document), signer)

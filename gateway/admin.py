@@ -1,0 +1,168 @@
+"""What the hub's operator does: set the hub up, register and revoke participants."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aio_pika
+from cryptography import x509
+
+from certs.authority import CertificateAuthority, Profile
+from certs.keys import generate_key, write_certificates, write_private_key
+from gateway.broker.management import Management
+from gateway.broker.topology import Topology
+from gateway.home import Home
+from gateway.ledger.sqlite import SqliteLedger
+from gateway.registry import Registry
+from gateway.settings import Settings
+
+HUB_ORGANIZATION = "I2ES Hub"
+PARTICIPANT_CODE = re.compile(r"^[A-Z]{2}$")
+
+
+class AdminError(RuntimeError):
+    """An operator's command that cannot be carried out, with a sentence saying why."""
+
+
+def vhost_url(settings: Settings, user: str | None = None, password: str | None = None) -> str:
+    """The broker URL with the hub's vhost, optionally as another user."""
+    parts = urllib.parse.urlsplit(settings.broker_url)
+    netloc = parts.netloc
+    if user is not None:
+        host = netloc.rsplit("@", 1)[-1]
+        netloc = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password or '', safe='')}@{host}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, "/" + urllib.parse.quote(settings.vhost, safe=""), "", ""))
+
+
+def management(settings: Settings) -> Management:
+    return Management.from_urls(settings.management_url, settings.broker_url)
+
+
+@dataclass(frozen=True)
+class InitReport:
+    home: Path
+    created_ca: bool
+    created_hub_certificate: bool
+    vhost: str
+
+
+def initialize(settings: Settings, now: datetime) -> InitReport:
+    """Create what is missing (CA, hub certificate, ledger, broker topology); keep what exists."""
+    home = Home(settings.home)
+    home.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(home.root, 0o700)
+    created_ca = not (home.ca_dir / "issuing.key").exists()
+    if created_ca:
+        authority, root_key = CertificateAuthority.create(HUB_ORGANIZATION, now)
+        authority.save(home.ca_dir, root_key)
+        write_certificates(home.anchors_path, authority.anchors)
+    authority = home.authority()
+    registry = Registry(settings.ledger_path)
+    created_hub = not (home.hub_dir / "signing.key").exists()
+    if created_hub:
+        key = generate_key()
+        certificate = authority.issue(key.public_key(), "HUB", HUB_ORGANIZATION, Profile.SIGNING, now)
+        write_private_key(home.hub_dir / "signing.key", key)
+        write_certificates(home.hub_dir / "signing.pem", [certificate, authority.issuing])
+        registry.record_certificate(certificate, Profile.SIGNING, now)
+    registry.close()
+    SqliteLedger(settings.ledger_path).close()
+    admin = management(settings)
+    admin.put_vhost(settings.vhost)
+    admin.put_permissions(settings.vhost, admin.user, ".*", ".*", ".*")
+    asyncio.run(_declare_hub(settings))
+    return InitReport(home.root, created_ca, created_hub, settings.vhost)
+
+
+async def _declare_hub(settings: Settings) -> None:
+    connection = await aio_pika.connect(vhost_url(settings), client_properties={"connection_name": "i2es-admin"})
+    async with connection:
+        channel = await connection.channel()
+        await Topology(settings.vhost, settings.delivery_limit).declare_hub(channel)
+
+
+async def _declare_participant(settings: Settings, code: str) -> None:
+    connection = await aio_pika.connect(vhost_url(settings), client_properties={"connection_name": "i2es-admin"})
+    async with connection:
+        channel = await connection.channel()
+        await Topology(settings.vhost, settings.delivery_limit).declare_participant(channel, code)
+
+
+@dataclass(frozen=True)
+class ParticipantReport:
+    code: str
+    certificate: x509.Certificate
+    certificate_path: Path
+    key_path: Path | None
+    password_path: Path | None
+
+
+def add_participant(
+    settings: Settings,
+    code: str,
+    name: str,
+    now: datetime,
+    *,
+    contact: str | None = None,
+    csr: bytes | None = None,
+    cert_out: Path | None = None,
+    password: str | None = None,
+) -> ParticipantReport:
+    """Register a participant, issue its signing certificate, create its broker user and queue."""
+    if not PARTICIPANT_CODE.match(code):
+        raise AdminError(f"{code!r} is not a participant code: use the ISO 3166-1 alpha-2 code in upper case")
+    home = Home(settings.home)
+    if not home.is_initialized():
+        raise AdminError(f"the hub in {home.root} is not set up: run `i2es init` first")
+    authority = home.authority()
+    key_path: Path | None = None
+    if csr is not None:
+        if cert_out is None:
+            raise AdminError("--csr needs --cert-out FILE: where to write the issued certificate")
+        certificate = authority.issue_from_csr(csr, code, name, Profile.SIGNING, now)
+        write_certificates(cert_out, [certificate, authority.issuing])
+        certificate_path = cert_out
+    else:
+        key = generate_key()
+        certificate = authority.issue(key.public_key(), code, name, Profile.SIGNING, now)
+        key_path = home.signing_key(code)
+        write_private_key(key_path, key)
+        certificate_path = home.signing_chain(code)
+        write_certificates(certificate_path, [certificate, authority.issuing])
+    folder = home.participant_dir(code)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_certificates(folder / "hub-ca.pem", authority.anchors)
+    password_path = home.password_file(code)
+    if password is None:
+        password = password_path.read_text().strip() if password_path.exists() else secrets.token_urlsafe(24)
+    fd = os.open(password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    registry = Registry(settings.ledger_path)
+    try:
+        registry.add_participant(code, name, contact, now)
+        registry.record_certificate(certificate, Profile.SIGNING, now)
+    finally:
+        registry.close()
+    topology = Topology(settings.vhost, settings.delivery_limit)
+    topology.grant_participant(management(settings), code, password)
+    asyncio.run(_declare_participant(settings, code))
+    return ParticipantReport(code, certificate, certificate_path, key_path, password_path)
+
+
+def revoke_participant(settings: Settings, code: str, now: datetime, reason: str = "keyCompromise") -> int:
+    """Revoke every certificate of ``code``: the hub refuses its messages from the next one on."""
+    registry = Registry(settings.ledger_path)
+    try:
+        if not registry.is_participant(code):
+            raise AdminError(f"{code!r} is not a registered participant")
+        return registry.revoke_participant(code, reason, now)
+    finally:
+        registry.close()

@@ -1,0 +1,97 @@
+"""A small client for RabbitMQ's management HTTP API: vhosts, users and permissions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+
+class ManagementError(RuntimeError):
+    """The management API refused a request or could not be reached."""
+
+
+@dataclass(frozen=True)
+class Management:
+    """The management API at ``url``, as the administrator ``user``."""
+
+    url: str
+    user: str
+    password: str
+    timeout: float = 15.0
+
+    @classmethod
+    def from_urls(cls, management_url: str, broker_url: str) -> Management:
+        """Take the administrator's credentials from the AMQP URL (the same user administers both)."""
+        parsed = urllib.parse.urlsplit(broker_url)
+        return cls(
+            url=management_url.rstrip("/"),
+            user=urllib.parse.unquote(parsed.username or "guest"),
+            password=urllib.parse.unquote(parsed.password or "guest"),
+        )
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}/api/{path}", data=data, method=method)  # noqa: S310
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            if method == "DELETE" and exc.code == 404:
+                return None
+            detail = exc.read().decode(errors="replace")[:300]
+            raise ManagementError(f"{method} /api/{path}: HTTP {exc.code} {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ManagementError(f"cannot reach the RabbitMQ management API at {self.url}: {exc}") from None
+        return json.loads(payload) if payload else None
+
+    @staticmethod
+    def _q(name: str) -> str:
+        return urllib.parse.quote(name, safe="")
+
+    def overview(self) -> Any:
+        return self._request("GET", "overview")
+
+    def put_vhost(self, vhost: str) -> None:
+        self._request("PUT", f"vhosts/{self._q(vhost)}", {"description": "I2ES gateway"})
+
+    def delete_vhost(self, vhost: str) -> None:
+        self._request("DELETE", f"vhosts/{self._q(vhost)}")
+
+    def put_user(self, name: str, password: str | None, tags: str = "") -> None:
+        body: dict[str, Any] = {"tags": tags}
+        if password is None:
+            body["password_hash"] = ""  # no password: certificate (EXTERNAL) login only
+        else:
+            body["password"] = password
+        self._request("PUT", f"users/{self._q(name)}", body)
+
+    def delete_user(self, name: str) -> None:
+        self._request("DELETE", f"users/{self._q(name)}")
+
+    def put_permissions(self, vhost: str, user: str, configure: str, write: str, read: str) -> None:
+        self._request(
+            "PUT",
+            f"permissions/{self._q(vhost)}/{self._q(user)}",
+            {"configure": configure, "write": write, "read": read},
+        )
+
+    def put_topic_permissions(self, vhost: str, user: str, exchange: str, write: str, read: str) -> None:
+        self._request(
+            "PUT",
+            f"topic-permissions/{self._q(vhost)}/{self._q(user)}",
+            {"exchange": exchange, "write": write, "read": read},
+        )
+
+    def queue(self, vhost: str, name: str) -> Any:
+        return self._request("GET", f"queues/{self._q(vhost)}/{self._q(name)}")
+
+    def connections(self) -> Any:
+        return self._request("GET", "connections")

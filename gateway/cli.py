@@ -1,0 +1,593 @@
+"""The ``i2es`` command: set up the hub, manage participants, run the hub, send, receive, verify."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from certs.authority import CsrRefused
+from certs.keys import common_name, pem
+from certs.trust import NoRevocations, RevocationList, TrustStore
+from gateway.admin import AdminError, add_participant, initialize, revoke_participant, vhost_url
+from gateway.envelope import Header, build_envelope, new_message_id, read_header
+from gateway.errors import GatewayError
+from gateway.home import Home
+from gateway.reading import DOCUMENT_NS, DSIG_NS, ENVELOPE_NS, ReadingPolicy, parse_xml, read_message
+from gateway.settings import Settings
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A one-line error for the user; the command exits with status 2."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# --- init, ca, participant ------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    report = initialize(settings, _now())
+    if args.json:
+        _print_json(report.__dict__)
+    else:
+        print(f"hub state in {report.home}")
+        print(f"certificate authority: {'created' if report.created_ca else 'kept'}")
+        print(f"hub signing certificate: {'created' if report.created_hub_certificate else 'kept'}")
+        print(f"broker topology declared in vhost {report.vhost!r}")
+    return 0
+
+
+def cmd_ca_show(args: argparse.Namespace, settings: Settings) -> int:
+    home = _initialized_home(settings)
+    anchors = home.anchors()
+    if args.json:
+        _print_json([_certificate_summary(c) for c in anchors])
+    else:
+        sys.stdout.write("".join(pem(c) for c in anchors))
+    return 0
+
+
+def _certificate_summary(certificate: Any) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import hashes
+
+    return {
+        "subject": certificate.subject.rfc4514_string(),
+        "issuer": certificate.issuer.rfc4514_string(),
+        "serial": f"{certificate.serial_number:x}",
+        "not_before": certificate.not_valid_before_utc.isoformat(),
+        "not_after": certificate.not_valid_after_utc.isoformat(),
+        "sha256": certificate.fingerprint(hashes.SHA256()).hex(),
+    }
+
+
+def _initialized_home(settings: Settings) -> Home:
+    home = Home(settings.home)
+    if not home.is_initialized():
+        raise CommandError(f"the hub in {home.root} is not set up: run `i2es init` first")
+    return home
+
+
+def cmd_participant_add(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.csr is None) != (args.cert_out is None):
+        raise CommandError("--csr and --cert-out go together")
+    csr = Path(args.csr).read_bytes() if args.csr else None
+    try:
+        report = add_participant(
+            settings,
+            args.code,
+            args.name,
+            _now(),
+            contact=args.contact,
+            csr=csr,
+            cert_out=Path(args.cert_out) if args.cert_out else None,
+            password=args.password,
+        )
+    except CsrRefused as exc:
+        raise CommandError(f"certificate request refused: {exc}") from None
+    summary = {
+        "code": report.code,
+        "certificate": str(report.certificate_path),
+        "serial": f"{report.certificate.serial_number:x}",
+        "not_after": report.certificate.not_valid_after_utc.isoformat(),
+        "key": str(report.key_path) if report.key_path else None,
+        "broker_user": report.code,
+        "broker_password_file": str(report.password_path) if report.password_path else None,
+        "deliver_queue": f"i2es.deliver.{report.code}",
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"participant {report.code} registered")
+        for key, value in summary.items():
+            if value is not None and key != "code":
+                print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_participant_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    count = revoke_participant(settings, args.code, _now())
+    if args.json:
+        _print_json({"code": args.code, "revoked": count})
+    else:
+        print(f"revoked {count} certificate(s) of {args.code}; its later messages are refused")
+    return 0
+
+
+def cmd_participant_list(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.registry import Registry
+
+    registry = Registry(settings.ledger_path)
+    try:
+        rows: list[dict[str, Any]] = [
+            {
+                "code": p.code,
+                "name": p.name,
+                "certificates": [
+                    {
+                        "serial": c.serial,
+                        "not_after": c.not_after.isoformat(),
+                        "revoked": c.revoked_at is not None,
+                    }
+                    for c in registry.certificates(p.code)
+                ],
+            }
+            for p in registry.participants()
+        ]
+    finally:
+        registry.close()
+    if args.json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            active = sum(1 for c in row["certificates"] if not c["revoked"])
+            print(f"{row['code']}  {row['name']}  ({active} valid certificate(s))")
+    return 0
+
+
+# --- gateway run --------------------------------------------------------------------------
+
+
+def cmd_gateway_run(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.broker.service import HubService, connect
+    from gateway.logs import configure_logging
+    from gateway.runtime import HubParts
+
+    configure_logging(settings.log_format)
+    parts = HubParts(settings)
+
+    async def run() -> None:
+        connection = await connect(vhost_url(settings), "i2es-hub")
+        service = HubService(parts.make_hub, connection, settings.prefetch)
+        service.install_signal_handlers()
+        try:
+            await service.run()
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        parts.close()
+    return 0
+
+
+# --- send, receive, verify ----------------------------------------------------------------
+
+
+def _adapter_config(args: argparse.Namespace, settings: Settings) -> Any:
+    from adapters import AdapterConfig
+
+    home = Home(settings.home)
+    code = args.as_code
+    try:
+        signer = home.participant_signer(code)
+        password = args.password or home.participant_password(code)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    url = args.url or vhost_url(settings, code, password)
+    return AdapterConfig(
+        code=code,
+        broker_url=url,
+        signer=signer,
+        anchors=tuple(home.anchors()),
+        schema_dir=settings.schema_dir,
+        max_message_bytes=settings.max_message_bytes,
+    )
+
+
+def prepare_outgoing(data: bytes, code: str, to: str | None, sign: Callable[[etree._Element], bytes]) -> bytes:
+    """What `i2es send` publishes for one file: signed bytes as they are, else a freshly signed envelope."""
+    try:
+        root = parse_xml(data)
+    except GatewayError as exc:
+        raise CommandError(str(exc)) from None
+    if root.find(f"{{{DSIG_NS}}}Signature") is not None:
+        return data
+    name = etree.QName(root)
+    if name.namespace == DOCUMENT_NS:
+        if not to:
+            raise CommandError(f"a bare {name.localname} document needs --to CODE")
+        header = Header(new_message_id(), code, to, name.localname, _now())
+        return sign(build_envelope(header, root))
+    if name.namespace != ENVELOPE_NS or name.localname != "Message":
+        raise CommandError(f"expected an envelope or a document, found {root.tag}")
+    claimed = read_header(root)
+    if claimed.sender != code:
+        raise CommandError(f"the envelope is From {claimed.sender}, but you send as {code}")
+    # A sender fills MessageId and CreatedAt, then signs (the examples carry placeholders).
+    header = Header(
+        new_message_id(),
+        code,
+        to or claimed.recipient,
+        claimed.type,
+        _now(),
+        claimed.conversation_id,
+        claimed.ref_to_message_id,
+    )
+    body = root.find(f"{{{ENVELOPE_NS}}}Body")
+    assert body is not None and len(body) == 1
+    return sign(build_envelope(header, body[0]))
+
+
+def _ack_summary(path: str, message_id: str, ack: Any) -> dict[str, Any]:
+    return {
+        "file": path,
+        "message_id": message_id,
+        "status": ack.status,
+        "ledger_sequence": ack.ledger_sequence,
+        "received_digest": ack.received_digest,
+        "reasons": [{"code": c, "text": t} for c, t in ack.reasons],
+        "warnings": [{"code": c, "text": t} for c, t in ack.warnings],
+    }
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters import Adapter
+    from gateway.signature import sign_envelope
+
+    config = _adapter_config(args, settings)
+    outgoing = []
+    for path in args.files:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+        signed = prepare_outgoing(data, config.code, args.to, lambda e: sign_envelope(e, config.signer))
+        header = read_header(parse_xml(signed))
+        outgoing.append((path, header, signed))
+
+    async def run() -> list[dict[str, Any]]:
+        results = []
+        async with Adapter(config) as adapter:
+            for path, header, signed in outgoing:
+                ack = await adapter.publish(
+                    signed, message_id=header.message_id, type=header.type, timeout=args.timeout
+                )
+                results.append(_ack_summary(path, header.message_id, ack))
+        return results
+
+    try:
+        results = asyncio.run(run())
+    except TimeoutError:
+        raise CommandError(
+            f"no acknowledgement from the hub within {args.timeout} s: is `i2es gateway run` up?"
+        ) from None
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            where = f" (ledger #{r['ledger_sequence']})" if r["ledger_sequence"] else ""
+            print(f"{r['status']}  {r['file']}  {r['message_id']}{where}")
+            for finding in r["reasons"]:
+                print(f"  reason {finding['code']}: {finding['text']}")
+            for finding in r["warnings"]:
+                print(f"  warning {finding['code']}: {finding['text']}")
+    return EXIT_REJECTED if any(r["status"] != "ACCEPTED" for r in results) else 0
+
+
+def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
+    from adapters import Adapter
+
+    config = _adapter_config(args, settings)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> int:
+        received = 0
+        async with Adapter(config) as adapter:
+            while args.count is None or received < args.count:
+                try:
+                    delivery = await adapter.next_delivery(timeout=args.timeout)
+                except TimeoutError:
+                    break
+                header = delivery.header
+                name = header.message_id if header else f"unverified-{delivery.digest[:16]}"
+                (out / f"{name}.xml").write_bytes(delivery.raw)  # stored before it is acknowledged
+                receipt = await delivery.accept()
+                received += 1
+                line = {
+                    "file": str(out / f"{name}.xml"),
+                    "message_id": header.message_id if header else None,
+                    "type": header.type if header else None,
+                    "from": header.sender if header else None,
+                    "verified": delivery.problem is None,
+                    "problem": str(delivery.problem) if delivery.problem else None,
+                    "receipt": receipt.status if receipt else None,
+                }
+                if args.json:
+                    print(json.dumps(line), flush=True)
+                else:
+                    status = "verified" if line["verified"] else f"NOT VERIFIED ({line['problem']})"
+                    answered = f", receipt {line['receipt']}" if receipt else ""
+                    print(
+                        f"{line['type']} from {line['from']} {line['message_id']}: {status}{answered}",
+                        flush=True,
+                    )
+        return received
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.registry import Registry
+    from gateway.signature import verify_envelope
+
+    data = Path(args.file).read_bytes()
+    home = Home(settings.home)
+    anchors_path = Path(args.anchors) if args.anchors else home.anchors_path
+    if not anchors_path.exists():
+        raise CommandError(f"no trust anchors at {anchors_path}: give --anchors FILE (the output of `i2es ca show`)")
+    from certs.keys import read_certificates
+
+    revocations: RevocationList = NoRevocations()
+    registry = None
+    if not args.anchors and settings.ledger_path.exists():
+        registry = Registry(settings.ledger_path)
+        revocations = registry
+    trust = TrustStore(tuple(read_certificates(anchors_path)), revocations=revocations)
+    reading = ReadingPolicy.load(settings.schema_dir, settings.max_message_bytes)
+    result: dict[str, Any] = {"file": args.file}
+    try:
+        verified = verify_envelope(read_message(data, reading), trust, _now())
+        signer = verified.signer
+        result |= {
+            "valid": True,
+            "signer": common_name(signer.subject),
+            "certificate": _certificate_summary(signer),
+            "signature_method": verified.signature_method,
+            "message_id": verified.header.message_id,
+            "type": verified.header.type,
+            "from": verified.header.sender,
+            "to": verified.header.recipient,
+        }
+    except GatewayError as exc:
+        result |= {"valid": False, "reason": exc.code.value, "text": exc.message}
+    finally:
+        if registry is not None:
+            registry.close()
+    if args.json:
+        _print_json(result)
+    elif result["valid"]:
+        cert = result["certificate"]
+        print(f"VALID  {result['type']} {result['message_id']} {result['from']} -> {result['to']}")
+        print(f"  signer: {cert['subject']} (serial {cert['serial']}, valid until {cert['not_after']})")
+        print(f"  issuer: {cert['issuer']}")
+        print(f"  method: {result['signature_method']}")
+    else:
+        print(f"INVALID  {result['reason']}: {result['text']}")
+    return 0 if result["valid"] else EXIT_REJECTED
+
+
+def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.ledger.sqlite import SqliteLedger
+
+    if not settings.ledger_path.exists():
+        raise CommandError(f"no ledger at {settings.ledger_path}: run `i2es init` first")
+    ledger = SqliteLedger(settings.ledger_path)
+    try:
+        entries = ledger.entries(limit=args.limit, after=args.after)
+    finally:
+        ledger.close()
+    rows = [
+        {
+            "sequence": e.sequence,
+            "received_at": e.received_at.isoformat(),
+            "status": e.status,
+            "type": e.type,
+            "from": e.sender or e.broker_user,
+            "to": e.recipient,
+            "message_id": e.message_id,
+            "digest": e.digest,
+            "routed": e.routed_at is not None,
+            "delivery": e.delivery_status,
+            "reasons": [f.code for f in e.reasons],
+            "warnings": [f.code for f in e.warnings],
+        }
+        for e in entries
+    ]
+    if args.json:
+        _print_json(rows)
+    else:
+        print(format_ledger(rows))
+    return 0
+
+
+def format_ledger(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [f"{'#':>4}  {'status':8}  {'type':21}  {'from':4}  {'to':3}  {'delivery':8}  reasons/warnings"]
+    for r in rows:
+        notes = ", ".join(r["reasons"] + r["warnings"])
+        lines.append(
+            f"{r['sequence']:>4}  {r['status']:8}  {r['type'] or '?':21}  {r['from'] or '?':4}  "
+            f"{r['to'] or '-':3}  {r['delivery'] or '-':8}  {notes}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.demo import run_demo
+
+    home = Path(args.home) if args.home else Path.cwd() / ".i2es-demo"
+    return run_demo(settings.model_copy(update={"home": home, "vhost": args.vhost}))
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="i2es",
+        description="Hub for signed import and export authorizations between national drug-control systems. "
+        "State lives in $I2ES_HOME (default ~/.i2es); the broker administrator in $I2ES_BROKER_URL.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent: Any, name: str, handler: Callable[..., int], help: str, json_flag: bool = True) -> Any:
+        sub = parent.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return sub
+
+    command(
+        commands,
+        "init",
+        cmd_init,
+        "Create the hub CA, the hub's signing certificate, the ledger and "
+        "the broker topology. Safe to run again: it keeps what exists.",
+    )
+
+    ca = commands.add_parser("ca", help="The hub's certificate authority.").add_subparsers(
+        dest="ca_command", required=True, metavar="SUBCOMMAND"
+    )
+    command(ca, "show", cmd_ca_show, "Print the hub's trust anchors (PEM): the root CA, then the issuing CA.")
+
+    participant = commands.add_parser("participant", help="Register and revoke participants.").add_subparsers(
+        dest="participant_command", required=True, metavar="SUBCOMMAND"
+    )
+    add = command(
+        participant,
+        "add",
+        cmd_participant_add,
+        "Register a participant: issue its signing certificate, create its broker user "
+        "(write to i2es.inbound with its own routing key, read its own queue) and its deliver queue.",
+    )
+    add.add_argument("code", help="ISO 3166-1 alpha-2 code, upper case (DE, CH, IN)")
+    add.add_argument("--name", required=True, help="the competent national authority's name")
+    add.add_argument("--contact", help="a contact address for the authority")
+    add.add_argument("--csr", metavar="FILE", help="issue from this PEM request (its CN must be CODE)")
+    add.add_argument("--cert-out", metavar="FILE", help="with --csr: where to write the certificate chain")
+    add.add_argument("--password", help="broker password for development connections (default: generated)")
+    revoke = command(
+        participant,
+        "revoke",
+        cmd_participant_revoke,
+        "Revoke every certificate of a participant: the hub refuses its later messages with CERTIFICATE_REVOKED.",
+    )
+    revoke.add_argument("code")
+    command(participant, "list", cmd_participant_list, "List participants and their certificates.")
+
+    gateway = commands.add_parser("gateway", help="The hub service.").add_subparsers(
+        dest="gateway_command", required=True, metavar="SUBCOMMAND"
+    )
+    command(
+        gateway,
+        "run",
+        cmd_gateway_run,
+        "Run the hub in the foreground until SIGTERM or Ctrl-C; in-flight messages are finished first.",
+        json_flag=False,
+    )
+
+    def as_participant(sub: Any) -> None:
+        sub.add_argument("--as", dest="as_code", required=True, metavar="CODE", help="the participant to act as")
+        sub.add_argument("--password", help="broker password (default: from the participant's folder)")
+        sub.add_argument("--url", help="AMQP URL to connect with (default: the local broker, vhost i2es)")
+
+    send = command(
+        commands,
+        "send",
+        cmd_send,
+        "Sign and send documents as a participant; print the hub's verified acknowledgement. "
+        "A FILE may be a bare document (needs --to), an unsigned envelope (a new MessageId and "
+        "CreatedAt are filled in) or a signed envelope (sent byte for byte). Exits 1 if any is REJECTED.",
+    )
+    as_participant(send)
+    send.add_argument("--to", metavar="CODE", help="recipient for bare documents (overrides an envelope's To)")
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each acknowledgement")
+    send.add_argument("files", nargs="+", metavar="FILE")
+
+    receive = command(
+        commands,
+        "receive",
+        cmd_receive,
+        "Receive as a participant: verify and store each delivery in DIR, answer documents "
+        "with a signed Receipt, then acknowledge it to the broker.",
+    )
+    as_participant(receive)
+    receive.add_argument("--out", required=True, metavar="DIR", help="folder for the received messages")
+    receive.add_argument("--count", type=int, help="stop after this many deliveries")
+    receive.add_argument("--timeout", type=float, help="stop after this many seconds without a delivery")
+
+    verify = command(
+        commands,
+        "verify",
+        cmd_verify,
+        "Check a signed message offline: schema, signature, algorithms, the signer's certificate.",
+    )
+    verify.add_argument("file", metavar="FILE")
+    verify.add_argument("--anchors", metavar="FILE", help="trust anchors PEM (default: the hub's)")
+
+    ledger = commands.add_parser("ledger", help="The hub's ledger.").add_subparsers(
+        dest="ledger_command", required=True, metavar="SUBCOMMAND"
+    )
+    show = command(ledger, "show", cmd_ledger_show, "Show ledger entries in order.")
+    show.add_argument("--limit", type=int, default=100)
+    show.add_argument("--after", type=int, default=0, help="start after this sequence number")
+
+    demo = command(
+        commands,
+        "demo",
+        cmd_demo,
+        "Run a whole trade between CH (importing) and DE (exporting) through a hub on the local "
+        "broker, printing each step and the ledger.",
+        json_flag=False,
+    )
+    demo.add_argument("--home", help="state folder for the demo (default: ./.i2es-demo)")
+    demo.add_argument("--vhost", default="i2es-demo", help="broker vhost for the demo (default: i2es-demo)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from gateway.broker.management import ManagementError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        return int(args.handler(args, settings))
+    except (CommandError, AdminError, ManagementError, GatewayError, OSError) as exc:
+        print(f"i2es: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""One message's path through the hub: inbound -> examine -> ledger -> route -> acknowledge.
+
+The order is the contract's promise: the outcome is committed to the ledger before anything
+leaves the hub, the document is routed (and confirmed by the broker) before the sender hears
+that it was accepted, and the inbound delivery is acknowledged by the caller only afterwards.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from certs.signer import Signer
+from gateway.acknowledgement import sign_acknowledgement
+from gateway.ledger.model import Finding, Ledger, LedgerEntry, NewEntry
+from gateway.pipeline import Checks, Directory, Inbound, Verdict, examine, internal_error
+
+log = structlog.get_logger("i2es.hub")
+
+
+class Outbox(Protocol):
+    """Where the hub's messages go. Each call returns once the broker has confirmed the message."""
+
+    async def deliver(self, recipient: str, entry: LedgerEntry) -> None: ...
+
+    async def acknowledge(self, participant: str, entry: LedgerEntry, correlation_id: str | None) -> None: ...
+
+    async def dead_letter(self, inbound: Inbound, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one inbound message, for the log and the caller."""
+
+    status: str  # ACCEPTED, REJECTED, RESENT (a safe resend), DEAD_LETTERED
+    entry: LedgerEntry | None
+    reasons: tuple[Finding, ...] = ()
+
+
+@dataclass
+class Hub:
+    checks: Checks
+    ledger: Ledger
+    directory: Directory
+    signer: Signer
+    outbox: Outbox
+    clock: Callable[[], datetime]
+
+    async def handle(self, inbound: Inbound) -> Outcome:
+        user = inbound.user_id
+        if not user or not self.directory.is_participant(user):
+            # Nobody the broker vouched for to answer: keep the message, with its reason, for an operator.
+            reason = (
+                "no user_id: the broker did not vouch for a sender"
+                if not user
+                else (f"the broker user {user!r} is not a registered participant")
+            )
+            await self.outbox.dead_letter(inbound, reason)
+            return Outcome("DEAD_LETTERED", None, (Finding("SENDER_MISMATCH", reason),))
+
+        previous = self.ledger.find_accepted_by_digest(inbound.digest, user)
+        if previous is not None:
+            return await self._resend(previous, inbound)
+
+        now = self.clock()
+        try:
+            verdict = examine(inbound, self.checks, now)
+        except Exception as error:  # the hub's own fault: record it and say so, the sender may resend
+            log.exception("examine_failed")
+            verdict = Verdict(accepted=False, header=None, reasons=(internal_error(error),))
+        try:
+            entry = self._record(inbound, verdict, now)
+        except sqlite3.IntegrityError:
+            # Another hub process accepted the same MessageId a moment ago: answer as a resend would be.
+            previous = self.ledger.find_accepted_by_digest(inbound.digest, user)
+            if previous is None:
+                raise
+            return await self._resend(previous, inbound)
+
+        if verdict.accepted and entry.recipient:
+            await self._route(entry)
+            if verdict.receipt_for is not None and verdict.receipt_status:
+                self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
+        await self.outbox.acknowledge(user, entry, inbound.message_id)
+        return Outcome(verdict.status, entry, verdict.reasons)
+
+    def _record(self, inbound: Inbound, verdict: Verdict, now: datetime) -> LedgerEntry:
+        user = inbound.user_id or ""
+        header = verdict.header
+        new = NewEntry(
+            message_id=header.message_id if header else inbound.message_id,
+            broker_user=user,
+            sender=header.sender if header else None,
+            recipient=header.recipient if header else None,
+            type=header.type if header else inbound.type,
+            conversation_id=header.conversation_id if header else None,
+            ref_to_message_id=header.ref_to_message_id if header else None,
+            digest=inbound.digest,
+            body=inbound.body,
+            status=verdict.status,
+            reasons=verdict.reasons,
+            warnings=verdict.warnings,
+            received_at=now,
+        )
+
+        def make_ack(sequence: int) -> tuple[str, bytes]:
+            return sign_acknowledgement(
+                self.signer,
+                to=user,
+                ref_to_message_id=verdict.ref_to_message_id(inbound),
+                conversation_id=header.conversation_id if header else None,
+                status=verdict.status,
+                digest=inbound.digest,
+                received_at=now,
+                sequence=sequence if verdict.accepted else None,
+                reasons=verdict.reasons,
+                warnings=verdict.warnings,
+                now=now,
+            )
+
+        return self.ledger.append(new, make_ack)
+
+    async def _route(self, entry: LedgerEntry) -> None:
+        assert entry.recipient is not None
+        await self.outbox.deliver(entry.recipient, entry)
+        self.ledger.mark_routed(entry.sequence, self.clock())
+
+    async def _resend(self, previous: LedgerEntry, inbound: Inbound) -> Outcome:
+        if previous.routed_at is None and previous.recipient:
+            # Accepted and committed, but the hub stopped before the broker confirmed the delivery.
+            await self._route(previous)
+        await self.outbox.acknowledge(previous.broker_user, previous, inbound.message_id)
+        return Outcome("RESENT", previous)

@@ -1,0 +1,67 @@
+"""What the ledger stores and the narrow interface the hub uses to reach it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A reason or warning: a contract code and a sentence."""
+
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """One outcome, before the ledger gives it a sequence number."""
+
+    message_id: str | None
+    broker_user: str
+    sender: str | None
+    recipient: str | None
+    type: str | None
+    conversation_id: str | None
+    ref_to_message_id: str | None
+    digest: str
+    body: bytes
+    status: str
+    reasons: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class LedgerEntry(NewEntry):
+    sequence: int
+    ack_id: str
+    ack: bytes
+    routed_at: datetime | None
+    delivery_status: str | None
+    delivery_status_at: datetime | None
+
+
+# Given the sequence number the ledger assigns, returns the acknowledgement's id and signed bytes.
+AckMaker = Callable[[int], tuple[str, bytes]]
+
+
+class Ledger(Protocol):
+    """Append-only log of outcomes. ``append`` commits before it returns."""
+
+    def append(self, entry: NewEntry, make_ack: AckMaker) -> LedgerEntry: ...
+
+    def find_accepted(self, message_id: str) -> LedgerEntry | None: ...
+
+    def find_accepted_by_digest(self, digest: str, broker_user: str) -> LedgerEntry | None: ...
+
+    def mark_routed(self, sequence: int, at: datetime) -> None: ...
+
+    def record_delivery_status(self, sequence: int, status: str, at: datetime) -> None: ...
+
+    def entries(self, limit: int = 100, after: int = 0) -> Sequence[LedgerEntry]: ...
+
+    def close(self) -> None: ...

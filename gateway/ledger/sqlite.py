@@ -1,0 +1,179 @@
+"""The embedded ledger: one SQLite file in WAL mode, safe for the hub and the CLI side by side."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from gateway.ledger.model import AckMaker, Finding, LedgerEntry, NewEntry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT,
+    broker_user TEXT NOT NULL,
+    sender TEXT,
+    recipient TEXT,
+    type TEXT,
+    conversation_id TEXT,
+    ref_to_message_id TEXT,
+    digest TEXT NOT NULL,
+    body BLOB NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ACCEPTED', 'REJECTED')),
+    reasons TEXT NOT NULL,
+    warnings TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    ack_id TEXT NOT NULL,
+    ack BLOB NOT NULL,
+    routed_at TEXT,
+    delivery_status TEXT,
+    delivery_status_at TEXT
+);
+-- A MessageId is accepted once, ever: the contract's key for at-least-once delivery.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_accepted_id ON messages (message_id) WHERE status = 'ACCEPTED';
+CREATE INDEX IF NOT EXISTS messages_digest ON messages (digest);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and create) a SQLite database the way every part of the hub does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed outcome survives a power cut, since its acknowledgement has left the hub.
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+def _findings(items: tuple[Finding, ...]) -> str:
+    return json.dumps([{"code": f.code, "text": f.text} for f in items], ensure_ascii=False)
+
+
+def _parse_findings(text: str) -> tuple[Finding, ...]:
+    return tuple(Finding(code=i["code"], text=i["text"]) for i in json.loads(text))
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+_COLUMNS = (
+    "sequence, message_id, broker_user, sender, recipient, type, conversation_id, ref_to_message_id, "
+    "digest, body, status, reasons, warnings, received_at, ack_id, ack, routed_at, delivery_status, "
+    "delivery_status_at"
+)
+
+
+def _entry(row: sqlite3.Row | tuple[object, ...]) -> LedgerEntry:
+    (seq, mid, user, sender, recipient, type_, conv, ref, digest, body, status, reasons, warnings,
+     received, ack_id, ack, routed, dstatus, dstatus_at) = row  # fmt: skip
+    return LedgerEntry(
+        sequence=int(str(seq)),
+        message_id=mid,  # type: ignore[arg-type]
+        broker_user=str(user),
+        sender=sender,  # type: ignore[arg-type]
+        recipient=recipient,  # type: ignore[arg-type]
+        type=type_,  # type: ignore[arg-type]
+        conversation_id=conv,  # type: ignore[arg-type]
+        ref_to_message_id=ref,  # type: ignore[arg-type]
+        digest=str(digest),
+        body=bytes(body),  # type: ignore[arg-type]
+        status=str(status),
+        reasons=_parse_findings(str(reasons)),
+        warnings=_parse_findings(str(warnings)),
+        received_at=datetime.fromisoformat(str(received)),
+        ack_id=str(ack_id),
+        ack=bytes(ack),  # type: ignore[arg-type]
+        routed_at=_instant(routed),  # type: ignore[arg-type]
+        delivery_status=dstatus,  # type: ignore[arg-type]
+        delivery_status_at=_instant(dstatus_at),  # type: ignore[arg-type]
+    )
+
+
+class SqliteLedger:
+    """The ledger in a SQLite file. ``append`` commits before it returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path)
+        self._db.executescript(SCHEMA)
+
+    def append(self, entry: NewEntry, make_ack: AckMaker) -> LedgerEntry:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = db.execute(
+                "INSERT INTO messages (message_id, broker_user, sender, recipient, type, conversation_id, "
+                "ref_to_message_id, digest, body, status, reasons, warnings, received_at, ack_id, ack) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', x'')",
+                (
+                    entry.message_id,
+                    entry.broker_user,
+                    entry.sender,
+                    entry.recipient,
+                    entry.type,
+                    entry.conversation_id,
+                    entry.ref_to_message_id,
+                    entry.digest,
+                    entry.body,
+                    entry.status,
+                    _findings(entry.reasons),
+                    _findings(entry.warnings),
+                    entry.received_at.isoformat(),
+                ),
+            )
+            sequence = int(cursor.lastrowid or 0)
+            ack_id, ack = make_ack(sequence)
+            db.execute("UPDATE messages SET ack_id = ?, ack = ? WHERE sequence = ?", (ack_id, ack, sequence))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return LedgerEntry(
+            **{**entry.__dict__},
+            sequence=sequence,
+            ack_id=ack_id,
+            ack=ack,
+            routed_at=None,
+            delivery_status=None,
+            delivery_status_at=None,
+        )
+
+    def _one(self, where: str, args: tuple[object, ...]) -> LedgerEntry | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", args).fetchone()  # noqa: S608
+        return None if row is None else _entry(row)
+
+    def find_accepted(self, message_id: str) -> LedgerEntry | None:
+        return self._one("message_id = ? AND status = 'ACCEPTED'", (message_id,))
+
+    def find_accepted_by_digest(self, digest: str, broker_user: str) -> LedgerEntry | None:
+        return self._one("digest = ? AND broker_user = ? AND status = 'ACCEPTED'", (digest, broker_user))
+
+    def get(self, sequence: int) -> LedgerEntry | None:
+        return self._one("sequence = ?", (sequence,))
+
+    def mark_routed(self, sequence: int, at: datetime) -> None:
+        self._db.execute(
+            "UPDATE messages SET routed_at = ? WHERE sequence = ? AND routed_at IS NULL",
+            (at.isoformat(), sequence),
+        )
+
+    def record_delivery_status(self, sequence: int, status: str, at: datetime) -> None:
+        self._db.execute(
+            "UPDATE messages SET delivery_status = ?, delivery_status_at = ? WHERE sequence = ?",
+            (status, at.isoformat(), sequence),
+        )
+
+    def entries(self, limit: int = 100, after: int = 0) -> Sequence[LedgerEntry]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE sequence > ? ORDER BY sequence LIMIT ?",  # noqa: S608
+            (after, limit),
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,53 @@
+"""Assemble a running hub from settings: policies, trust, ledger, registry and signer, built once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from certs.trust import TrustStore
+from gateway.home import Home
+from gateway.hub import Hub, Outbox
+from gateway.ledger.sqlite import SqliteLedger
+from gateway.pipeline import Checks
+from gateway.reading import ReadingPolicy
+from gateway.registry import Registry
+from gateway.settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class HubParts:
+    """The long-lived pieces of one hub process."""
+
+    def __init__(self, settings: Settings) -> None:
+        home = Home(settings.home)
+        if not home.is_initialized():
+            raise RuntimeError(f"the hub in {home.root} is not set up: run `i2es init` first")
+        self.settings = settings
+        self.ledger = SqliteLedger(settings.ledger_path)
+        self.registry = Registry(settings.ledger_path)
+        self.signer = home.hub_signer()
+        self.checks = Checks(
+            reading=ReadingPolicy.load(settings.schema_dir, settings.max_message_bytes),
+            trust=TrustStore(tuple(home.anchors()), revocations=self.registry),
+            directory=self.registry,
+            history=self.ledger,
+            replay_window=settings.replay_window,
+            future_skew=settings.future_skew,
+        )
+
+    def make_hub(self, outbox: Outbox) -> Hub:
+        return Hub(
+            checks=self.checks,
+            ledger=self.ledger,
+            directory=self.registry,
+            signer=self.signer,
+            outbox=outbox,
+            clock=utc_now,
+        )
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.registry.close()

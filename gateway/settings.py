@@ -1,0 +1,49 @@
+"""The hub's settings: the one module that reads the environment (prefix ``I2ES_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Where the hub keeps its state and how it reaches the broker."""
+
+    model_config = SettingsConfigDict(env_prefix="I2ES_", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".i2es", description="state folder: CA, keys, ledger")
+    broker_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        description="AMQP URL of an administrator of the broker (its path, if any, is ignored: see vhost)",
+    )
+    management_url: str = Field(
+        default="http://127.0.0.1:15672", description="RabbitMQ management API, for users and permissions"
+    )
+    vhost: str = "i2es"
+    ledger_url: str = Field(default="", description="ledger location; empty means SQLite in the home folder")
+    schema_dir: Path = PROJECT_ROOT / "schemas"
+    max_message_bytes: int = 1024 * 1024
+    replay_window_seconds: int = 24 * 3600
+    future_skew_seconds: int = 300
+    delivery_limit: int = 5
+    prefetch: int = 64
+    log_format: str = Field(default="auto", description="json, console or auto (console on a terminal)")
+
+    @property
+    def replay_window(self) -> timedelta:
+        return timedelta(seconds=self.replay_window_seconds)
+
+    @property
+    def future_skew(self) -> timedelta:
+        return timedelta(seconds=self.future_skew_seconds)
+
+    @property
+    def ledger_path(self) -> Path:
+        if self.ledger_url.startswith("sqlite:///"):
+            return Path(self.ledger_url.removeprefix("sqlite:///"))
+        return self.home / "hub.sqlite"

@@ -1,0 +1,222 @@
+"""XML-DSig for envelopes (section 4): sign, and verify under a strict policy.
+
+Verification first checks the signature's shape by hand, so that each departure from the
+contract gets its own reason code, then lets signxml do the cryptography against a
+certificate the trust store has already accepted. Everything downstream reads only the
+tree signxml returns: the bytes that were actually signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from lxml import etree
+from signxml import (  # type: ignore[attr-defined]
+    CanonicalizationMethod,
+    DigestAlgorithm,
+    SignatureConfiguration,
+    SignatureMethod,
+    XMLSigner,
+    XMLVerifier,
+)
+from signxml.exceptions import InvalidInput, SignXMLException
+
+from certs.keys import common_name
+from certs.signer import Signer
+from certs.trust import TrustStore
+from gateway.envelope import Header, read_header
+from gateway.errors import SignatureInvalid, SignatureMissing, UnsupportedAlgorithm
+from gateway.reading import DSIG_NS
+
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+
+def _ds(name: str) -> str:
+    return f"{{{DSIG_NS}}}{name}"
+
+
+@dataclass(frozen=True)
+class SignaturePolicy:
+    """The algorithms section 4 allows, and nothing else."""
+
+    signature_methods: frozenset[str] = frozenset(
+        {
+            SignatureMethod.ECDSA_SHA256.value,
+            SignatureMethod.ECDSA_SHA384.value,
+            SignatureMethod.RSA_SHA256.value,
+            SignatureMethod.RSA_SHA512.value,
+            SignatureMethod.SHA256_RSA_MGF1.value,
+        }
+    )
+    digest_methods: frozenset[str] = frozenset(
+        {DigestAlgorithm.SHA256.value, DigestAlgorithm.SHA384.value, DigestAlgorithm.SHA512.value}
+    )
+    # exc-c14n only: inclusive c14n pulls in the ancestors' namespace context, which a
+    # relaying party can change without touching the signed element.
+    c14n_method: str = EXC_C14N
+    transforms: tuple[str, ...] = (ENVELOPED, EXC_C14N)
+
+    def signxml_config(self) -> SignatureConfiguration:
+        return SignatureConfiguration(
+            require_x509=True,
+            location="./",
+            expect_references=1,
+            signature_methods=frozenset(SignatureMethod(m) for m in self.signature_methods),
+            digest_algorithms=frozenset(DigestAlgorithm(d) for d in self.digest_methods),
+        )
+
+
+DEFAULT_POLICY = SignaturePolicy()
+
+
+@dataclass(frozen=True)
+class VerifiedMessage:
+    """What verification vouches for: the signed tree (signature removed), its header, its signer."""
+
+    signed: etree._Element
+    header: Header
+    signer: x509.Certificate
+    signature_method: str
+
+    @property
+    def signer_code(self) -> str:
+        return common_name(self.signer.subject) or ""
+
+
+@dataclass(frozen=True)
+class _SignatureShape:
+    signature_method: str
+    chain: tuple[x509.Certificate, ...]
+
+
+def _only_children(element: etree._Element, names: list[str], what: str) -> list[etree._Element]:
+    children = list(element)
+    found = [etree.QName(c).localname if etree.QName(c).namespace == DSIG_NS else c.tag for c in children]
+    if found != names:
+        raise SignatureInvalid(
+            f"{what} must hold {', '.join(names)} in that order; it holds {', '.join(map(str, found)) or 'nothing'}"
+        )
+    return children
+
+
+def _algorithm(element: etree._Element) -> str:
+    return element.get("Algorithm") or ""
+
+
+def inspect_signature(message: etree._Element, policy: SignaturePolicy = DEFAULT_POLICY) -> _SignatureShape:
+    """Check the signature's shape against section 4 and return its method and certificate chain."""
+    signatures = list(message.iter(_ds("Signature")))
+    if not signatures:
+        raise SignatureMissing("the message is not signed: the envelope needs a ds:Signature as its last child")
+    if len(signatures) > 1:
+        raise SignatureInvalid(f"the message holds {len(signatures)} ds:Signature elements; exactly one is allowed")
+    signature = signatures[0]
+    if signature.getparent() is not message or message[-1] is not signature:
+        raise SignatureInvalid("the ds:Signature must be the last child of Message (enveloped)")
+    signed_info, _, key_info = _only_children(signature, ["SignedInfo", "SignatureValue", "KeyInfo"], "ds:Signature")
+    if len(signed_info) < 3:
+        raise SignatureInvalid("ds:SignedInfo must hold CanonicalizationMethod, SignatureMethod and a Reference")
+    c14n, method, *references = list(signed_info)
+    if c14n.tag != _ds("CanonicalizationMethod") or method.tag != _ds("SignatureMethod"):
+        raise SignatureInvalid("ds:SignedInfo must start with CanonicalizationMethod and SignatureMethod")
+    if _algorithm(c14n) != policy.c14n_method:
+        raise UnsupportedAlgorithm(
+            f"canonicalization {_algorithm(c14n)!r} is not accepted; use exclusive c14n ({policy.c14n_method})"
+        )
+    if _algorithm(method) not in policy.signature_methods:
+        raise UnsupportedAlgorithm(f"signature method {_algorithm(method)!r} is not accepted")
+    if len(method):
+        raise UnsupportedAlgorithm("ds:SignatureMethod parameters (HMACOutputLength) are not accepted")
+    if len(references) != 1 or references[0].tag != _ds("Reference"):
+        raise SignatureInvalid(f"ds:SignedInfo must hold exactly one ds:Reference; it holds {len(references)}")
+    _check_reference(references[0], policy)
+    return _SignatureShape(signature_method=_algorithm(method), chain=_certificates(key_info))
+
+
+def _check_reference(reference: etree._Element, policy: SignaturePolicy) -> None:
+    if reference.get("URI") != "":
+        raise SignatureInvalid(
+            f'the ds:Reference must have URI="" (the whole message); it has {reference.get("URI")!r}'
+        )
+    transforms_el, digest_method, _ = _only_children(
+        reference, ["Transforms", "DigestMethod", "DigestValue"], "ds:Reference"
+    )
+    transforms = [_algorithm(t) for t in transforms_el]
+    for uri in transforms:
+        if uri not in policy.transforms:
+            raise UnsupportedAlgorithm(f"transform {uri!r} is not accepted")
+    if tuple(transforms) != policy.transforms or any(len(t) for t in transforms_el):
+        raise SignatureInvalid("the ds:Reference's transforms must be exactly enveloped-signature then exclusive c14n")
+    if _algorithm(digest_method) not in policy.digest_methods:
+        raise UnsupportedAlgorithm(f"digest method {_algorithm(digest_method)!r} is not accepted")
+
+
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def _certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
+    children = list(key_info)
+    if len(children) != 1 or children[0].tag != _ds("X509Data"):
+        names = ", ".join(etree.QName(c).localname for c in children) or "nothing"
+        raise SignatureInvalid(f"ds:KeyInfo must hold exactly one ds:X509Data; it holds {names}")
+    encoded = [c.text or "" for c in children[0] if c.tag == _ds("X509Certificate")]
+    if not encoded:
+        raise SignatureInvalid("ds:X509Data holds no ds:X509Certificate")
+    chain = []
+    for text in encoded:
+        try:
+            der = base64.b64decode(_WHITESPACE.sub(b"", text.encode("ascii")), validate=True)
+            chain.append(x509.load_der_x509_certificate(der))
+        except (ValueError, binascii.Error, UnicodeEncodeError):
+            raise SignatureInvalid("a ds:X509Certificate is not a base64 DER certificate") from None
+    return tuple(chain)
+
+
+def verify_envelope(
+    message: etree._Element, trust: TrustStore, now: datetime, policy: SignaturePolicy = DEFAULT_POLICY
+) -> VerifiedMessage:
+    """Verify an envelope's signature and its signer's certificate; return only what was signed."""
+    shape = inspect_signature(message, policy)
+    signer = trust.validate(shape.chain, now)
+    try:
+        result = XMLVerifier().verify(message, x509_cert=signer, expect_config=policy.signxml_config())
+    except InvalidInput as exc:
+        raise SignatureInvalid(f"the signature cannot be checked: {exc}") from None
+    except SignXMLException as exc:
+        raise SignatureInvalid(f"the signature does not verify: {exc}") from None
+    if isinstance(result, list):  # expect_references=1 makes signxml return one result
+        raise SignatureInvalid("the signature must hold exactly one reference")
+    signed = result.signed_xml
+    if signed is None:
+        raise SignatureInvalid("the signed content is not an XML element")
+    return VerifiedMessage(
+        signed=signed, header=read_header(signed), signer=signer, signature_method=shape.signature_method
+    )
+
+
+def signature_method_for(signer: Signer) -> SignatureMethod:
+    key = signer.key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return SignatureMethod.ECDSA_SHA384 if key.curve.name == "secp384r1" else SignatureMethod.ECDSA_SHA256
+    if isinstance(key, rsa.RSAPrivateKey):
+        return SignatureMethod.RSA_SHA256
+    raise TypeError(f"unsupported key {type(key).__name__}")
+
+
+def sign_envelope(message: etree._Element, signer: Signer) -> bytes:
+    """Sign an unsigned envelope (enveloped, exc-c14n, SHA-256) and return its UTF-8 bytes."""
+    xml_signer = XMLSigner(
+        signature_algorithm=signature_method_for(signer),
+        digest_algorithm=DigestAlgorithm.SHA256,
+        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    )
+    xml_signer.namespaces = {"ds": DSIG_NS}
+    signed = xml_signer.sign(message, key=signer.key, cert=list(signer.chain))
+    return bytes(etree.tostring(signed, xml_declaration=True, encoding="UTF-8"))

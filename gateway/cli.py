@@ -20,6 +20,7 @@ from gateway.admin import AdminError, add_participant, initialize, revoke_partic
 from gateway.envelope import Header, build_envelope, new_message_id, read_header
 from gateway.errors import GatewayError
 from gateway.home import Home
+from gateway.ledger.model import LedgerEntry
 from gateway.reading import DOCUMENT_NS, DSIG_NS, ENVELOPE_NS, ReadingPolicy, parse_xml, read_message
 from gateway.settings import Settings
 
@@ -406,7 +407,17 @@ def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
         entries = ledger.entries(limit=args.limit, after=args.after)
     finally:
         ledger.close()
-    rows = [
+    rows = ledger_rows(entries)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(format_ledger(rows))
+    return 0
+
+
+def ledger_rows(entries: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
+    """Ledger entries as plain rows, for JSON and for the table."""
+    return [
         {
             "sequence": e.sequence,
             "received_at": e.received_at.isoformat(),
@@ -423,11 +434,6 @@ def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
         }
         for e in entries
     ]
-    if args.json:
-        _print_json(rows)
-    else:
-        print(format_ledger(rows))
-    return 0
 
 
 def format_ledger(rows: Sequence[dict[str, Any]]) -> str:

@@ -11,9 +11,10 @@ from lxml import etree
 from adapters import Acknowledgement, Adapter, AdapterConfig, Delivery
 from gateway.admin import add_participant, initialize, management, vhost_url
 from gateway.broker.service import HubService, connect
-from gateway.cli import format_ledger
+from gateway.cli import format_ledger, ledger_rows
 from gateway.envelope import body_document
 from gateway.home import Home
+from gateway.ledger.sqlite import SqliteLedger
 from gateway.logs import configure_logging
 from gateway.reading import DOCUMENT_NS, parse_xml
 from gateway.runtime import HubParts, utc_now
@@ -51,7 +52,8 @@ def _say_ack(ack: Acknowledgement) -> None:
         print(f"        warning {code}: {text}")
 
 
-async def _receive(recipient: Adapter) -> Delivery:
+async def _receive(recipient: Adapter, sender: Adapter) -> Delivery:
+    """The recipient verifies, stores and answers the document; the sender gets the receipt."""
     delivery = await recipient.next_delivery(timeout=30)
     header = delivery.header
     assert header is not None, delivery.problem
@@ -67,6 +69,10 @@ async def _receive(recipient: Adapter) -> Delivery:
             f"      {recipient.config.code} → {header.sender}: Receipt RECEIVED; hub: {receipt.status}"
             f", ledger #{receipt.ledger_sequence}"
         )
+    answer = await sender.next_delivery(timeout=30)
+    assert answer.header is not None and answer.header.type == "Receipt", answer.problem
+    await answer.accept()
+    print(f"      {sender.config.code} gets the receipt, signed by {answer.header.sender} and verified")
     return delivery
 
 
@@ -94,7 +100,7 @@ async def _trade(settings: Settings) -> None:
         print(f"      ImportAuthorization {document.findtext(f'{{{DOCUMENT_NS}}}Number')}: {_items(document)}")
         ack = await ch.send(document, "DE", conversation_id=conversation, check=True)
         _say_ack(ack)
-        import_delivery = await _receive(de)
+        import_delivery = await _receive(de, ch)
 
         print("\n[2] DE issues the export authorization that answers it")
         document = _document("ExportAuthorization")
@@ -108,7 +114,7 @@ async def _trade(settings: Settings) -> None:
             check=True,
         )
         _say_ack(ack)
-        export_delivery = await _receive(ch)
+        export_delivery = await _receive(ch, de)
         assert export_delivery.header is not None
 
         print("\n[3] Someone alters the quantity in DE's signed export authorization and replays it")
@@ -129,7 +135,7 @@ async def _trade(settings: Settings) -> None:
             check=True,
         )
         _say_ack(ack)
-        await _receive(de)
+        await _receive(de, ch)
     finally:
         for adapter in adapters.values():
             await adapter.close()
@@ -148,7 +154,9 @@ async def _run(settings: Settings, parts: HubParts) -> None:
 
 
 def run_demo(settings: Settings) -> int:
-    configure_logging("json")
+    log_path = settings.home.parent / f"{settings.home.name}.log"
+    log_path.unlink(missing_ok=True)
+    configure_logging("json", log_path)
     print(f"I2ES demo: a hub and two national systems on the local RabbitMQ (vhost {settings.vhost!r})")
     print(f"state folder: {settings.home} (made anew for each run)")
     shutil.rmtree(settings.home, ignore_errors=True)
@@ -165,23 +173,12 @@ def run_demo(settings: Settings) -> int:
     try:
         asyncio.run(_run(settings, parts))
         print("\nThe hub's ledger:")
-        from gateway.ledger.sqlite import SqliteLedger
-
-        rows = [
-            {
-                "sequence": e.sequence,
-                "status": e.status,
-                "type": e.type,
-                "from": e.sender or e.broker_user,
-                "to": e.recipient,
-                "delivery": e.delivery_status,
-                "reasons": [f.code for f in e.reasons],
-                "warnings": [f.code for f in e.warnings],
-            }
-            for e in SqliteLedger(settings.ledger_path).entries()
-        ]
+        ledger = SqliteLedger(settings.ledger_path)
+        rows = ledger_rows(ledger.entries())
+        ledger.close()
         print(format_ledger(rows))
     finally:
         parts.close()
-    print(f"\nTry: I2ES_HOME={settings.home} I2ES_VHOST={settings.vhost} i2es ledger show")
+    print(f"\nThe hub's log, one JSON line per message: {log_path}")
+    print(f"Try: I2ES_HOME={settings.home} I2ES_VHOST={settings.vhost} i2es ledger show")
     return 0

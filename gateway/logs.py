@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import TextIO
 
 import structlog
 
 
-def configure_logging(log_format: str = "auto", level: int = logging.INFO) -> None:
+def configure_logging(log_format: str = "auto", path: Path | None = None, level: int = logging.INFO) -> None:
+    """Configure structlog for the process; with ``path`` the lines go to that file instead of stderr."""
+    stream: TextIO = path.open("a", encoding="utf-8") if path else sys.stderr
     renderer: structlog.typing.Processor
-    if log_format == "json" or (log_format == "auto" and not sys.stderr.isatty()):
+    if log_format == "json" or (log_format == "auto" and not stream.isatty()):
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer()
@@ -23,8 +27,8 @@ def configure_logging(log_format: str = "auto", level: int = logging.INFO) -> No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
     # aio-pika and aiormq log reconnects through the standard library.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=stream, format="%(levelname)s %(name)s: %(message)s")

@@ -33,7 +33,7 @@ def hub_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
     settings = Settings(home=home, vhost=f"i2es-test-{uuid.uuid4().hex[:8]}", delivery_limit=3)
     try:
         management(settings).overview()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.exit(f"RabbitMQ is not running ({exc}); start it with scripts/broker start", returncode=3)
     now = utc_now()
     initialize(settings, now)

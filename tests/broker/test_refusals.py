@@ -125,9 +125,7 @@ async def test_an_expired_certificate_is_certificate_expired(hub: RunningHub, de
 
 
 async def test_after_revocation_a_participants_messages_are_certificate_revoked(hub: RunningHub, ch: Adapter) -> None:
-    await asyncio.to_thread(
-        add_participant, hub.settings, "FR", "ANSM", datetime.now(UTC), password="fr-secret"
-    )
+    await asyncio.to_thread(add_participant, hub.settings, "FR", "ANSM", datetime.now(UTC), password="fr-secret")
     async with Adapter(adapter_config(hub.settings, "FR")) as fr:
         before = await fr.send(envelope_of("ExportAuthorization").find("{*}Body")[0], "CH")  # type: ignore[index]
         assert before.accepted
@@ -192,7 +190,9 @@ async def test_a_participant_cannot_send_an_acknowledgement(hub: RunningHub, de:
     assert codes(ack) == ["SENDER_MISMATCH"]
 
 
-async def test_every_refusal_is_in_the_ledger_and_the_hub_keeps_serving(hub: RunningHub, ch: Adapter, de: Adapter) -> None:
+async def test_every_refusal_is_in_the_ledger_and_the_hub_keeps_serving(
+    hub: RunningHub, ch: Adapter, de: Adapter
+) -> None:
     rejected = await send_raw(de, b"not xml")
     assert rejected.status == "REJECTED"
     ledger = SqliteLedger(hub.settings.ledger_path)
@@ -204,4 +204,3 @@ async def test_every_refusal_is_in_the_ledger_and_the_hub_keeps_serving(hub: Run
     accepted = await de.send_signed(signed("ExportAuthorization", de_signer(hub)))
     assert accepted.accepted
     await (await ch.next_delivery(timeout=10)).accept()
-

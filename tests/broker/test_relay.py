@@ -113,7 +113,9 @@ async def test_a_receipt_for_a_message_never_delivered_is_an_unknown_reference(h
     assert [code for code, _ in ack.reasons] == ["UNKNOWN_REFERENCE"]
 
 
-async def test_a_receipt_whose_digest_differs_is_routed_with_a_warning(hub: RunningHub, ch: Adapter, de: Adapter) -> None:
+async def test_a_receipt_whose_digest_differs_is_routed_with_a_warning(
+    hub: RunningHub, ch: Adapter, de: Adapter
+) -> None:
     data = de.envelope(document("ExportAuthorization"), "CH")
     await de.send_signed(data, check=True)
     delivery = await ch.next_delivery(timeout=10)
@@ -170,4 +172,3 @@ async def test_a_message_with_no_user_id_goes_to_the_dead_letter_queue_with_its_
                 break
         assert found is not None, "the message did not reach i2es.dead"
         assert "user_id" in str(found.headers["x-i2es-reason"])
-

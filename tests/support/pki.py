@@ -31,11 +31,18 @@ class Pki:
     def anchors(self) -> tuple[x509.Certificate, ...]:
         return tuple(self.authority.anchors)
 
-    def signer(self, code: str, *, lifetime: timedelta = timedelta(days=365), now: datetime | None = None,
-               key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None) -> FileSigner:
+    def signer(
+        self,
+        code: str,
+        *,
+        lifetime: timedelta = timedelta(days=365),
+        now: datetime | None = None,
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+    ) -> FileSigner:
         key = key or generate_key()
-        cert = self.authority.issue(key.public_key(), code, f"{code} authority", Profile.SIGNING,
-                                    now or datetime.now(UTC), lifetime)
+        cert = self.authority.issue(
+            key.public_key(), code, f"{code} authority", Profile.SIGNING, now or datetime.now(UTC), lifetime
+        )
         return FileSigner(key, (cert, self.authority.issuing))
 
 
@@ -64,16 +71,25 @@ def signed(name: str, signer: FileSigner, **changes: object) -> bytes:
     return sign_envelope(envelope_of(name, **changes), signer)
 
 
-def sign_with(message: etree._Element, signer: FileSigner, *, method: str, digest: str = DigestAlgorithm.SHA256.value,
-              c14n: str = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0.value) -> bytes:
+def sign_with(
+    message: etree._Element,
+    signer: FileSigner,
+    *,
+    method: str,
+    digest: str = DigestAlgorithm.SHA256.value,
+    c14n: str = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0.value,
+) -> bytes:
     """Sign with any algorithm signxml knows, even ones the contract forbids (to test refusals)."""
 
     class AnySigner(XMLSigner):  # type: ignore[misc]
         def check_deprecated_methods(self) -> None:
             pass
 
-    xml_signer = AnySigner(signature_algorithm=SignatureMethod(method), digest_algorithm=DigestAlgorithm(digest),
-                           c14n_algorithm=CanonicalizationMethod(c14n))
+    xml_signer = AnySigner(
+        signature_algorithm=SignatureMethod(method),
+        digest_algorithm=DigestAlgorithm(digest),
+        c14n_algorithm=CanonicalizationMethod(c14n),
+    )
     xml_signer.namespaces = {"ds": "http://www.w3.org/2000/09/xmldsig#"}
     result = xml_signer.sign(message, key=signer.key, cert=list(signer.chain))
     return bytes(etree.tostring(result, xml_declaration=True, encoding="UTF-8"))

@@ -26,7 +26,9 @@ def test_a_message_over_the_limit_is_refused_before_it_is_parsed() -> None:
 
 
 def test_a_doctype_is_a_forbidden_construct() -> None:
-    data = b'<?xml version="1.0"?><!DOCTYPE Message [<!ENTITY x "y">]><Message xmlns="urn:i2es:envelope:1">&x;</Message>'
+    data = (
+        b'<?xml version="1.0"?><!DOCTYPE Message [<!ENTITY x "y">]><Message xmlns="urn:i2es:envelope:1">&x;</Message>'
+    )
     with pytest.raises(ForbiddenXmlConstruct):
         parse_xml(data)
 

@@ -20,7 +20,7 @@ from certs.keys import generate_key
 from certs.signer import FileSigner
 from gateway.admin import add_participant, revoke_participant
 from gateway.ledger.sqlite import SqliteLedger
-from tests.broker.conftest import RunningHub, adapter_config
+from tests.support.hub import RunningHub, adapter_config, participant_password
 from tests.support.pki import envelope_of, header_of, make_pki, sign_with, signed
 
 
@@ -125,7 +125,9 @@ async def test_an_expired_certificate_is_certificate_expired(hub: RunningHub, de
 
 
 async def test_after_revocation_a_participants_messages_are_certificate_revoked(hub: RunningHub, ch: Adapter) -> None:
-    await asyncio.to_thread(add_participant, hub.settings, "FR", "ANSM", datetime.now(UTC), password="fr-secret")
+    await asyncio.to_thread(
+        add_participant, hub.settings, "FR", "ANSM", datetime.now(UTC), password=participant_password("FR")
+    )
     async with Adapter(adapter_config(hub.settings, "FR")) as fr:
         before = await fr.send(envelope_of("ExportAuthorization").find("{*}Body")[0], "CH")  # type: ignore[index]
         assert before.accepted

@@ -13,7 +13,7 @@ from lxml import etree
 from adapters import Adapter
 from gateway.envelope import body_document
 from gateway.ledger.sqlite import SqliteLedger
-from tests.broker.conftest import RunningHub
+from tests.support.hub import RunningHub
 from tests.support.pki import envelope_of, header_of, signed
 
 
@@ -144,7 +144,7 @@ async def test_many_messages_are_all_acknowledged_and_delivered(hub: RunningHub,
 
 
 async def test_a_message_with_no_user_id_goes_to_the_dead_letter_queue_with_its_reason(hub: RunningHub) -> None:
-    from tests.broker.conftest import participant_channel
+    from tests.support.hub import participant_channel
 
     marker = f"dead-{datetime.now(UTC).timestamp()}".encode()
     connection = await participant_channel(hub.settings, "IN")

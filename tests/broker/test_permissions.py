@@ -25,6 +25,7 @@ async def test_a_participant_cannot_read_another_participants_queue(hub: Running
     async with await connect_as(hub, "CH") as connection:
         channel = await connection.channel()
         queue = await channel.get_queue("i2es.deliver.DE", ensure=False)
+
         async def steal(incoming: aio_pika.abc.AbstractIncomingMessage) -> None:
             raise AssertionError("read another participant's message")
 

@@ -1,0 +1,194 @@
+"""The `i2es` command as a security team or a national system's developer uses it, process by process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.admin import management
+from gateway.settings import Settings
+from tests.support.pki import EXAMPLES
+
+pytestmark = pytest.mark.broker
+
+I2ES = [sys.executable, "-m", "gateway.cli"]
+
+
+class Cli:
+    def __init__(self, home: Path, vhost: str) -> None:
+        self.env = {**os.environ, "I2ES_HOME": str(home), "I2ES_VHOST": vhost, "I2ES_LOG_FORMAT": "json"}
+        self.home = home
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*I2ES, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"i2es {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def start_hub(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*I2ES, "gateway", "run"], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    vhost = f"i2es-cli-{uuid.uuid4().hex[:8]}"
+    tool = Cli(tmp_path_factory.mktemp("cli-home"), vhost)
+    yield tool
+    management(Settings(vhost=vhost)).delete_vhost(vhost)
+
+
+@pytest.fixture(scope="module")
+def running(cli: Cli) -> Iterator[subprocess.Popen[str]]:
+    cli("init")
+    cli("participant", "add", "CH", "--name", "Swissmedic", "--password", "ch-pass")
+    cli("participant", "add", "DE", "--name", "BfArM", "--password", "de-pass")
+    hub = cli.start_hub()
+    yield hub
+    if hub.poll() is None:
+        hub.kill()
+        hub.wait()
+
+
+def test_init_is_idempotent_and_keeps_the_ca(cli: Cli, running: subprocess.Popen[str]) -> None:
+    before = cli("ca", "show").stdout
+    report = json.loads(cli("init", "--json").stdout)
+    assert report["created_ca"] is False and report["created_hub_certificate"] is False
+    assert cli("ca", "show").stdout == before
+
+
+def test_ca_show_prints_the_root_then_the_issuing_ca(cli: Cli, running: subprocess.Popen[str]) -> None:
+    from cryptography import x509
+
+    certificates = x509.load_pem_x509_certificates(cli("ca", "show").stdout.encode())
+    assert [c.subject.rfc4514_string() for c in certificates] == [
+        "O=I2ES Hub,CN=I2ES Hub Root CA",
+        "O=I2ES Hub,CN=I2ES Hub Issuing CA",
+    ]
+
+
+def openssl_csr(tmp_path: Path, cn: str, key_args: list[str]) -> Path:
+    key, csr = tmp_path / f"{cn}.key", tmp_path / f"{cn}.csr"
+    subprocess.run(["openssl", "genpkey", *key_args, "-out", str(key)], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "req", "-new", "-key", str(key), "-subj", f"/CN={cn}/O=Authority", "-out", str(csr)],
+        check=True,
+        capture_output=True,
+    )
+    return csr
+
+
+def test_a_certificate_is_issued_from_an_openssl_csr(cli: Cli, running: subprocess.Popen[str], tmp_path: Path) -> None:
+    csr = openssl_csr(tmp_path, "IN", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    out = tmp_path / "IN.pem"
+    cli("participant", "add", "IN", "--name", "NCB India", "--csr", str(csr), "--cert-out", str(out))
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_text(cli("ca", "show").stdout)
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(anchors), "-untrusted", str(out), str(out)], capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stderr
+    subject = subprocess.run(["openssl", "x509", "-in", str(out), "-noout", "-subject"], capture_output=True, text=True)
+    assert "CN = IN" in subject.stdout
+
+
+def test_a_csr_whose_cn_is_not_the_code_is_refused(cli: Cli, running: subprocess.Popen[str], tmp_path: Path) -> None:
+    csr = openssl_csr(tmp_path, "FR", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
+    result = cli(
+        "participant", "add", "IT", "--name", "AIFA", "--csr", str(csr), "--cert-out", str(tmp_path / "x"), check=False
+    )
+    assert result.returncode == 2
+    assert "CN is 'FR'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_weak_rsa_csr_is_refused(cli: Cli, running: subprocess.Popen[str], tmp_path: Path) -> None:
+    csr = openssl_csr(tmp_path, "IT", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"])
+    result = cli(
+        "participant", "add", "IT", "--name", "AIFA", "--csr", str(csr), "--cert-out", str(tmp_path / "x"), check=False
+    )
+    assert result.returncode == 2
+    assert "1024 bits" in result.stderr
+
+
+def test_a_bad_participant_code_is_a_clear_error(cli: Cli, running: subprocess.Popen[str]) -> None:
+    result = cli("participant", "add", "germany", "--name", "x", check=False)
+    assert result.returncode == 2
+    assert "ISO 3166-1 alpha-2" in result.stderr
+
+
+def test_send_receive_and_verify_a_document(cli: Cli, running: subprocess.Popen[str], tmp_path: Path) -> None:
+    sent = json.loads(cli("send", "--as", "DE", str(EXAMPLES / "ExportAuthorization.xml"), "--json").stdout)
+    assert sent[0]["status"] == "ACCEPTED" and sent[0]["ledger_sequence"] >= 1
+
+    inbox = tmp_path / "inbox"
+    lines = cli("receive", "--as", "CH", "--out", str(inbox), "--count", "1", "--timeout", "20", "--json").stdout
+    received = json.loads(lines.splitlines()[0])
+    assert received["message_id"] == sent[0]["message_id"] and received["verified"] is True
+    assert received["receipt"] == "ACCEPTED"
+    stored = Path(received["file"])
+    assert stored.exists()
+
+    verified = json.loads(cli("verify", str(stored), "--json").stdout)
+    assert verified["valid"] is True and verified["signer"] == "DE"
+
+    tampered = tmp_path / "tampered.xml"
+    tampered.write_bytes(stored.read_bytes().replace(b">500</", b">5000</"))
+    result = cli("verify", str(tampered), check=False)
+    assert result.returncode == 1
+    assert result.stdout.startswith("INVALID  SIGNATURE_INVALID")
+
+
+def test_send_exits_one_on_a_rejection_and_prints_the_reason(cli: Cli, running: subprocess.Popen[str]) -> None:
+    result = cli("send", "--as", "DE", "--to", "ZZ", str(EXAMPLES / "ExportAuthorization.xml"), check=False)
+    assert result.returncode == 1
+    assert "REJECTED" in result.stdout and "UNKNOWN_RECIPIENT" in result.stdout
+
+
+def test_send_refuses_an_envelope_from_someone_else(cli: Cli, running: subprocess.Popen[str]) -> None:
+    result = cli("send", "--as", "DE", str(EXAMPLES / "ImportAuthorization.xml"), check=False)
+    assert result.returncode == 2
+    assert "From CH" in result.stderr
+
+
+def test_after_revoke_the_participants_messages_are_certificate_revoked(
+    cli: Cli, running: subprocess.Popen[str]
+) -> None:
+    cli("participant", "add", "AT", "--name", "BASG", "--password", "at-pass")
+    body = EXAMPLES / "ExportAuthorization.xml"
+    bare = Path(cli.home) / "bare.xml"
+    text = body.read_text(encoding="utf-8")
+    start, end = (
+        text.index("<ExportAuthorization"),
+        text.index("</ExportAuthorization>") + len("</ExportAuthorization>"),
+    )
+    bare.write_text(text[start:end], encoding="utf-8")
+    assert cli("send", "--as", "AT", "--to", "CH", str(bare)).returncode == 0
+    cli("participant", "revoke", "AT")
+    after = cli("send", "--as", "AT", "--to", "CH", str(bare), check=False)
+    assert after.returncode == 1 and "CERTIFICATE_REVOKED" in after.stdout
+
+
+def test_the_ledger_shows_every_outcome(cli: Cli, running: subprocess.Popen[str]) -> None:
+    rows = json.loads(cli("ledger", "show", "--json").stdout)
+    statuses = {row["status"] for row in rows}
+    assert statuses == {"ACCEPTED", "REJECTED"}
+    assert [row["sequence"] for row in rows] == sorted(row["sequence"] for row in rows)
+
+
+def test_sigterm_drains_and_the_hub_exits_cleanly(cli: Cli, running: subprocess.Popen[str]) -> None:
+    running.send_signal(signal.SIGTERM)
+    _, stderr = running.communicate(timeout=30)
+    assert running.returncode == 0, stderr
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert events[0]["event"] == "hub_started" and events[-1]["event"] == "hub_stopped"
+    handled = [e for e in events if e["event"] == "message"]
+    assert events[-1]["processed"] == len(handled)  # every message taken was finished and logged

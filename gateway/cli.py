@@ -336,7 +336,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
                     print(json.dumps(line), flush=True)
                 else:
                     status = "verified" if line["verified"] else f"NOT VERIFIED ({line['problem']})"
-                    answered = f", receipt {line['receipt']}" if receipt else ""
+                    answered = f", Receipt sent (hub: {line['receipt']})" if receipt else ""
                     print(
                         f"{line['type']} from {line['from']} {line['message_id']}: {status}{answered}",
                         flush=True,

@@ -121,6 +121,12 @@ def add_participant(
     home = Home(settings.home)
     if not home.is_initialized():
         raise AdminError(f"the hub in {home.root} is not set up: run `i2es init` first")
+    registry = Registry(settings.ledger_path)
+    try:
+        if registry.is_participant(code):
+            raise AdminError(f"{code} is already registered; revoke it first to register it anew")
+    finally:
+        registry.close()
     authority = home.authority()
     key_path: Path | None = None
     if csr is not None:
@@ -145,15 +151,15 @@ def add_participant(
     fd = os.open(password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(password + "\n")
+    # The broker first: if it cannot be reached, nothing is registered and the command can be run again.
+    Topology(settings.vhost, settings.delivery_limit).grant_participant(management(settings), code, password)
+    asyncio.run(_declare_participant(settings, code))
     registry = Registry(settings.ledger_path)
     try:
         registry.add_participant(code, name, contact, now)
         registry.record_certificate(certificate, Profile.SIGNING, now)
     finally:
         registry.close()
-    topology = Topology(settings.vhost, settings.delivery_limit)
-    topology.grant_participant(management(settings), code, password)
-    asyncio.run(_declare_participant(settings, code))
     return ParticipantReport(code, certificate, certificate_path, key_path, password_path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -70,21 +71,25 @@ class HubService:
             loop.add_signal_handler(signum, self.stop)
 
     async def _process(self, hub: Hub, message: AbstractIncomingMessage) -> None:
-        started = time.perf_counter()
-        inbound = inbound_from(message)
         structlog.contextvars.bind_contextvars(amqp_message_id=message.message_id, broker_user=message.user_id)
         try:
-            outcome = await hub.handle(inbound)
+            await self._handle(hub, message)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    async def _handle(self, hub: Hub, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        try:
+            outcome = await hub.handle(inbound_from(message))
+            await message.ack()
         except Exception:
             # A fault outside the checks (broker, disk): the delivery goes back; the delivery limit
             # sends it to the dead-letter queue if it keeps failing.
-            log.exception("message_failed", elapsed_ms=round((time.perf_counter() - started) * 1000, 2))
+            log.exception("message_failed", elapsed_ms=_elapsed_ms(started))
             await asyncio.sleep(RETRY_PAUSE)
-            await message.nack(requeue=True)
+            with contextlib.suppress(Exception):  # on a lost channel the broker requeues it anyway
+                await message.nack(requeue=True)
             return
-        finally:
-            structlog.contextvars.clear_contextvars()
-        await message.ack()
         self.processed += 1
         entry = outcome.entry
         log.info(
@@ -96,8 +101,12 @@ class HubService:
             type=entry.type if entry else message.type,
             ledger_sequence=entry.sequence if entry else None,
             reasons=[r.code for r in outcome.reasons] or None,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
+            elapsed_ms=_elapsed_ms(started),
         )
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
 
 
 async def connect(url: str, name: str) -> AbstractRobustConnection:

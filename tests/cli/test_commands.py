@@ -119,6 +119,14 @@ def test_a_weak_rsa_csr_is_refused(cli: Cli, running: subprocess.Popen[str], tmp
     assert "1024 bits" in result.stderr
 
 
+def test_registering_a_participant_twice_is_refused_and_keeps_its_key(cli: Cli, running: subprocess.Popen[str]) -> None:
+    key = cli.home / "participants" / "CH" / "signing.key"
+    before = key.read_bytes()
+    result = cli("participant", "add", "CH", "--name", "Swissmedic", check=False)
+    assert result.returncode == 2 and "already registered" in result.stderr
+    assert key.read_bytes() == before
+
+
 def test_a_bad_participant_code_is_a_clear_error(cli: Cli, running: subprocess.Popen[str]) -> None:
     result = cli("participant", "add", "germany", "--name", "x", check=False)
     assert result.returncode == 2

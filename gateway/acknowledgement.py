@@ -1,4 +1,4 @@
-"""The hub's signed answers: the Acknowledgement of section 5 (and the Notice of section 6)."""
+"""The hub's own signed messages: the Acknowledgement of section 5 and the Notice of section 6."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from certs.signer import Signer
 from gateway.envelope import HUB, Header, build_envelope, document_element, format_instant
 from gateway.ledger.model import Finding
 from gateway.reading import DOCUMENT_NS
+from gateway.rules.record import Notice
 from gateway.signature import sign_envelope
 
 
@@ -68,3 +69,34 @@ def sign_acknowledgement(
     )
     document = acknowledgement_document(status, digest, received_at, sequence, reasons, warnings)
     return message_id, sign_envelope(build_envelope(header, document), signer)
+
+
+def notice_document(notice: Notice) -> etree._Element:
+    document = document_element("Notice")
+    _add(document, "Kind", notice.kind)
+    ref = etree.SubElement(document, f"{{{DOCUMENT_NS}}}AuthorizationRef")
+    _add(ref, "Type", notice.about.type)
+    _add(ref, "Number", notice.about.number)
+    _add(ref, "IssuingCountry", notice.about.issuing_country)
+    _add(ref, "IssueDate", notice.about.issue_date.isoformat())
+    _add(document, "Text", notice.text)
+    if notice.details:
+        _add(document, "Details", notice.details)
+    return document
+
+
+def sign_notice(
+    signer: Signer, notice: Notice, now: datetime, *, conversation_id: str | None, ref_to_message_id: str | None
+) -> tuple[str, bytes]:
+    """Build and sign one Notice from the hub; returns its MessageId and bytes."""
+    message_id = str(uuid.uuid4())
+    header = Header(
+        message_id=message_id,
+        sender=HUB,
+        recipient=notice.to,
+        type="Notice",
+        created_at=now,
+        conversation_id=conversation_id,
+        ref_to_message_id=ref_to_message_id,
+    )
+    return message_id, sign_envelope(build_envelope(header, notice_document(notice)), signer)

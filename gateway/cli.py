@@ -21,6 +21,7 @@ from gateway.envelope import Header, build_envelope, new_message_id, read_header
 from gateway.errors import GatewayError
 from gateway.home import Home
 from gateway.ledger.model import LedgerEntry
+from gateway.ledger.sqlite import SqliteLedger
 from gateway.reading import DOCUMENT_NS, DSIG_NS, ENVELOPE_NS, ReadingPolicy, parse_xml, read_message
 from gateway.settings import Settings
 
@@ -175,7 +176,7 @@ def cmd_gateway_run(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         connection = await connect(vhost_url(settings), "i2es-hub")
-        service = HubService(parts.make_hub, connection, settings.prefetch)
+        service = HubService(parts.make_hub, connection, settings.prefetch, settings.schedule_seconds)
         service.install_signal_handlers()
         try:
             await service.run()
@@ -398,8 +399,6 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.ledger.sqlite import SqliteLedger
-
     if not settings.ledger_path.exists():
         raise CommandError(f"no ledger at {settings.ledger_path}: run `i2es init` first")
     ledger = SqliteLedger(settings.ledger_path)
@@ -445,6 +444,120 @@ def format_ledger(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['to'] or '-':3}  {r['delivery'] or '-':8}  {notes}"
         )
     return "\n".join(lines)
+
+
+def _trade_record(settings: Settings) -> SqliteLedger:
+    if not settings.ledger_path.exists():
+        raise CommandError(f"no ledger at {settings.ledger_path}: run `i2es init` first")
+    return SqliteLedger(settings.ledger_path)
+
+
+def cmd_estimates_load(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.rules.estimates import EstimatesFileError, read_estimates
+
+    try:
+        rows = read_estimates(Path(args.file).read_text(encoding="utf-8"))
+    except EstimatesFileError as exc:
+        raise CommandError(f"{args.file}: {exc}") from None
+    ledger = _trade_record(settings)
+    try:
+        for row in rows:
+            ledger.trade.load_estimate(row.country, row.inn, row.year, row.kind, row.grams, _now())
+    finally:
+        ledger.close()
+    if args.json:
+        _print_json({"loaded": len(rows)})
+    else:
+        print(f"loaded {len(rows)} figure(s) from {args.file}")
+    return 0
+
+
+def cmd_estimates_show(args: argparse.Namespace, settings: Settings) -> int:
+    ledger = _trade_record(settings)
+    try:
+        record = ledger.trade
+        rows = [
+            {
+                "substance": inn,
+                "year": year,
+                "kind": kind,
+                "grams": str(grams),
+                "confirmed_grams": str(record.estimate(args.country, inn, year)),
+                "authorized_grams": str(record.counted_against_estimate(args.country, inn, year)),
+            }
+            for inn, year, kind, grams in record.estimates(args.country, args.year)
+        ]
+    finally:
+        ledger.close()
+    if args.json:
+        _print_json(rows)
+    else:
+        print(f"{'year':4}  {'substance':18}  {'kind':13}  {'grams':>14}  {'confirmed':>14}  {'authorized':>14}")
+        for r in rows:
+            print(
+                f"{r['year']:4}  {r['substance']:18}  {r['kind']:13}  {r['grams']:>14}  {r['confirmed_grams']:>14}  "
+                f"{r['authorized_grams']:>14}"
+            )
+    return 0
+
+
+def cmd_trade_show(args: argparse.Namespace, settings: Settings) -> int:
+    ledger = _trade_record(settings)
+    try:
+        events = ledger.trade.events(args.number)
+    finally:
+        ledger.close()
+    if not events:
+        raise CommandError(f"no authorization {args.number} on file")
+    rows = [e.__dict__ for e in events]
+    if args.json:
+        _print_json(rows)
+    else:
+        for e in events:
+            where = f"#{e.sequence}" if e.sequence else "   "
+            print(f"{where:>5}  {e.type:21}  {e.number:20}  {e.kind:30}  {e.detail}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    import csv
+
+    ledger = _trade_record(settings)
+    try:
+        totals = ledger.trade.yearly_totals(args.year, args.country, args.substance)
+    finally:
+        ledger.close()
+    rows = [
+        {
+            "country": t.country,
+            "substance": t.inn,
+            "authorized_g": str(t.authorized),
+            "exported_g": str(t.exported),
+            "received_g": str(t.received),
+            "estimate_g": str(t.estimate) if t.estimate is not None else "",
+            "estimate_used_percent": str(t.estimate_used_percent) if t.estimate_used_percent is not None else "",
+        }
+        for t in totals
+    ]
+    if args.format == "json":
+        _print_json(rows)
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["country"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(f"grams of anhydrous base, {args.year}")
+        print(
+            f"{'country':7}  {'substance':16}  {'authorized':>12}  {'exported':>12}  {'received':>12}  "
+            f"{'estimate':>12}  {'used':>6}"
+        )
+        for r in rows:
+            used = f"{r['estimate_used_percent']}%" if r["estimate_used_percent"] else "-"
+            print(
+                f"{r['country']:7}  {r['substance']:16}  {r['authorized_g']:>12}  {r['exported_g']:>12}  "
+                f"{r['received_g']:>12}  {r['estimate_g'] or '-':>12}  {used:>6}"
+            )
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -566,6 +679,52 @@ def build_parser() -> argparse.ArgumentParser:
     show = command(ledger, "show", cmd_ledger_show, "Show ledger entries in order.")
     show.add_argument("--limit", type=int, default=100)
     show.add_argument("--after", type=int, default=0, help="start after this sequence number")
+
+    estimates = commands.add_parser(
+        "estimates", help="Estimates and assessments confirmed by the Board."
+    ).add_subparsers(dest="estimates_command", required=True, metavar="SUBCOMMAND")
+    load = command(
+        estimates,
+        "load",
+        cmd_estimates_load,
+        "Load figures from a CSV file with the columns country,substance,year,quantity,unit,kind "
+        "(quantity of anhydrous base; kind: estimate, supplementary estimate or assessment). A figure "
+        "replaces the one loaded before for the same country, substance, year and kind.",
+    )
+    load.add_argument("file", metavar="FILE.csv")
+    show_estimates = command(
+        estimates,
+        "show",
+        cmd_estimates_show,
+        "Show a country's figures and how much of them authorizations already use.",
+    )
+    show_estimates.add_argument("country", metavar="COUNTRY")
+    show_estimates.add_argument("--year", type=int)
+
+    trade = commands.add_parser("trade", help="The trade record.").add_subparsers(
+        dest="trade_command", required=True, metavar="SUBCOMMAND"
+    )
+    trade_show = command(
+        trade,
+        "show",
+        cmd_trade_show,
+        "The whole chain of one trade: the authorization, those that answer it, endorsements, "
+        "cancellations, clarifications and the hub's notices.",
+    )
+    trade_show.add_argument("number", metavar="NUMBER", help="an authorization number, e.g. CH-IMP-2026-004711")
+
+    report = command(
+        commands,
+        "report",
+        cmd_report,
+        "Totals per importing country and substance for a year: authorized, exported, received, "
+        "and the share of the estimate used.",
+        json_flag=False,
+    )
+    report.add_argument("--year", type=int, required=True)
+    report.add_argument("--country")
+    report.add_argument("--substance")
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
 
     demo = command(
         commands,

@@ -143,7 +143,7 @@ async def _trade(settings: Settings) -> None:
 
 async def _run(settings: Settings, parts: HubParts) -> None:
     connection = await connect(vhost_url(settings), "i2es-hub")
-    service = HubService(parts.make_hub, connection, settings.prefetch)
+    service = HubService(parts.make_hub, connection, settings.prefetch, settings.schedule_seconds)
     hub_task = asyncio.create_task(service.run())
     try:
         await _trade(settings)

@@ -135,3 +135,19 @@ class DuplicateMessageId(GatewayError):
 
 class UnknownReference(GatewayError):
     code = ReasonCode.UNKNOWN_REFERENCE
+
+
+class EstimateExceeded(GatewayError):
+    code = ReasonCode.ESTIMATE_EXCEEDED
+
+
+class QuantityExceedsAuthorization(GatewayError):
+    code = ReasonCode.QUANTITY_EXCEEDS_AUTHORIZATION
+
+
+class AuthorizationMismatch(GatewayError):
+    code = ReasonCode.AUTHORIZATION_MISMATCH
+
+
+class AuthorizationExpired(GatewayError):
+    code = ReasonCode.AUTHORIZATION_EXPIRED

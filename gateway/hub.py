@@ -7,18 +7,21 @@ that it was accepted, and the inbound delivery is acknowledged by the caller onl
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
 from certs.signer import Signer
-from gateway.acknowledgement import sign_acknowledgement
-from gateway.ledger.model import Finding, Ledger, LedgerEntry, NewEntry
+from gateway.acknowledgement import sign_acknowledgement, sign_notice
+from gateway.envelope import Header
+from gateway.ledger.model import Filing, Finding, Ledger, LedgerEntry, NewEntry, SignedNotice
 from gateway.pipeline import Checks, Directory, Inbound, Verdict, examine, internal_error
+from gateway.rules.record import Notice, OnFile
 
 log = structlog.get_logger("i2es.hub")
 
@@ -31,6 +34,20 @@ class Outbox(Protocol):
     async def acknowledge(self, participant: str, entry: LedgerEntry, correlation_id: str | None) -> None: ...
 
     async def dead_letter(self, inbound: Inbound, reason: str) -> None: ...
+
+    async def notify(self, participant: str, message_id: str, body: bytes) -> None: ...
+
+
+class NoticeBox(Protocol):
+    """Where signed notices wait until the broker has confirmed them, and what makes the hub send one."""
+
+    def unsent_notices(self) -> list[tuple[str, str, bytes]]: ...
+
+    def mark_notice_sent(self, message_id: str, now: datetime) -> None: ...
+
+    def overdue_pre_export(self, now: datetime) -> list[OnFile]: ...
+
+    def record_deadline_notice(self, notice: SignedNotice, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,8 @@ class Hub:
     signer: Signer
     outbox: Outbox
     clock: Callable[[], datetime]
+    trade: NoticeBox
+    _sending: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def handle(self, inbound: Inbound) -> Outcome:
         user = inbound.user_id
@@ -87,7 +106,32 @@ class Hub:
             if verdict.receipt_for is not None and verdict.receipt_status:
                 self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
         await self.outbox.acknowledge(user, entry, inbound.message_id)
+        await self.send_notices()
         return Outcome(verdict.status, entry, verdict.reasons)
+
+    async def check_deadlines(self) -> int:
+        """Send the exporter a Notice, once, for each pre-export notification unanswered past its deadline."""
+        now = self.clock()
+        for overdue in self.trade.overdue_pre_export(now):
+            notification = overdue.authorization
+            notice = Notice(
+                to=overdue.sender,
+                kind="PRE_EXPORT_DEADLINE_PASSED",
+                about=notification.reference,
+                text=f"{overdue.recipient} has not answered pre-export notification {notification.number} by its "
+                f"deadline of {notification.response_deadline.isoformat() if notification.response_deadline else '?'}",
+            )
+            self.trade.record_deadline_notice(self._sign_notice(notice, None, now), now)
+        return await self.send_notices()
+
+    async def send_notices(self) -> int:
+        """Publish the notices committed but not yet sent (also those left by a stop); returns how many."""
+        async with self._sending:  # the scheduler and the message path both send
+            pending = self.trade.unsent_notices()
+            for message_id, to, body in pending:
+                await self.outbox.notify(to, message_id, body)
+                self.trade.mark_notice_sent(message_id, self.clock())
+            return len(pending)
 
     def _record(self, inbound: Inbound, verdict: Verdict, now: datetime) -> LedgerEntry:
         user = inbound.user_id or ""
@@ -123,7 +167,22 @@ class Hub:
                 now=now,
             )
 
-        return self.ledger.append(new, make_ack)
+        filing = Filing(
+            document=verdict.document,
+            effects=verdict.effects,
+            notices=tuple(self._sign_notice(notice, header, now) for notice in verdict.notices),
+        )
+        return self.ledger.append(new, make_ack, filing)
+
+    def _sign_notice(self, notice: Notice, cause: Header | None, now: datetime) -> SignedNotice:
+        message_id, body = sign_notice(
+            self.signer,
+            notice,
+            now,
+            conversation_id=cause.conversation_id if cause else None,
+            ref_to_message_id=cause.message_id if cause else None,
+        )
+        return SignedNotice(message_id, notice.to, notice.kind, notice.about, body)
 
     async def _route(self, entry: LedgerEntry) -> None:
         assert entry.recipient is not None

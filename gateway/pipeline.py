@@ -30,6 +30,10 @@ from gateway.errors import (
 )
 from gateway.ledger.model import Finding, LedgerEntry
 from gateway.reading import DOCUMENT_NS, ReadingPolicy, read_message
+from gateway.rules.documents import read_document
+from gateway.rules.engine import Parties, evaluate
+from gateway.rules.record import Effect, Notice, TradeView
+from gateway.rules.substances import Catalogue
 from gateway.signature import DEFAULT_POLICY, SignaturePolicy, VerifiedMessage, verify_envelope
 
 CONTENT_TYPE = "application/xml"
@@ -70,6 +74,8 @@ class Checks:
     history: History
     replay_window: timedelta
     future_skew: timedelta
+    trade: TradeView
+    catalogue: Catalogue
     signature: SignaturePolicy = DEFAULT_POLICY
 
 
@@ -82,6 +88,10 @@ class Verdict:
     # For a Receipt: the ledger entry of the document it answers, and RECEIVED or REFUSED.
     receipt_for: LedgerEntry | None = None
     receipt_status: str | None = None
+    # For a business document: what it changes in the trade record, and the notices the hub sends.
+    document: bytes = b""
+    effects: tuple[Effect, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
     @property
     def status(self) -> str:
@@ -128,7 +138,27 @@ def _check_verified(inbound: Inbound, verified: VerifiedMessage, checks: Checks,
         )
     if header.type == "Receipt":
         return _check_receipt(verified, checks)
-    return Verdict(accepted=True, header=header)
+    return _check_rules(verified, checks, now)
+
+
+def _check_rules(verified: VerifiedMessage, checks: Checks, now: datetime) -> Verdict:
+    element = body_document(verified.signed)
+    try:
+        document = read_document(element)
+    except (ValueError, ArithmeticError) as exc:
+        raise SchemaInvalid(f"the {verified.header.type} cannot be read: {exc}") from None
+    if document is None:
+        return Verdict(accepted=True, header=verified.header)
+    parties = Parties(verified.header.sender, verified.header.recipient)
+    outcome = evaluate(document, parties, checks.trade, checks.catalogue, now)
+    return Verdict(
+        accepted=True,
+        header=verified.header,
+        warnings=outcome.warnings,
+        document=etree.tostring(element),
+        effects=outcome.effects,
+        notices=outcome.notices,
+    )
 
 
 def _check_document(verified: VerifiedMessage) -> None:

@@ -11,6 +11,7 @@ from gateway.ledger.sqlite import SqliteLedger
 from gateway.pipeline import Checks
 from gateway.reading import ReadingPolicy
 from gateway.registry import Registry
+from gateway.rules.substances import Catalogue
 from gateway.settings import Settings
 
 
@@ -36,6 +37,8 @@ class HubParts:
             history=self.ledger,
             replay_window=settings.replay_window,
             future_skew=settings.future_skew,
+            trade=self.ledger.trade,
+            catalogue=Catalogue.load(),
         )
 
     def make_hub(self, outbox: Outbox) -> Hub:
@@ -46,6 +49,7 @@ class HubParts:
             signer=self.signer,
             outbox=outbox,
             clock=utc_now,
+            trade=self.ledger.trade,
         )
 
     def close(self) -> None:

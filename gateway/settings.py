@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     future_skew_seconds: int = 300
     delivery_limit: int = 5
     prefetch: int = 64
+    schedule_seconds: float = Field(default=30.0, description="how often the hub checks deadlines")
     log_format: str = Field(default="auto", description="json, console or auto (console on a terminal)")
 
     @property

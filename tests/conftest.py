@@ -51,7 +51,7 @@ def hub_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
 async def hub(hub_settings: Settings) -> AsyncIterator[RunningHub]:
     parts = HubParts(hub_settings)
     connection = await connect(vhost_url(hub_settings), "i2es-hub-test")
-    service = HubService(parts.make_hub, connection, hub_settings.prefetch)
+    service = HubService(parts.make_hub, connection, hub_settings.prefetch, hub_settings.schedule_seconds)
     task = asyncio.create_task(service.run())
     yield RunningHub(hub_settings, parts, service)
     service.stop()

@@ -44,6 +44,16 @@ class BrokerOutbox:
         )
         await self._deliver.publish(message, routing_key=participant, mandatory=True)
 
+    async def notify(self, participant: str, message_id: str, body: bytes) -> None:
+        message = aio_pika.Message(
+            body,
+            message_id=message_id,
+            type="Notice",
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._deliver.publish(message, routing_key=participant, mandatory=True)
+
     async def dead_letter(self, inbound: Inbound, reason: str) -> None:
         headers: dict[str, object] = {"x-i2es-reason": reason}
         if inbound.user_id:

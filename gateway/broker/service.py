@@ -36,8 +36,15 @@ def inbound_from(message: AbstractIncomingMessage) -> Inbound:
 class HubService:
     """Consumes the inbound queue one message at a time, in order, until stopped."""
 
-    def __init__(self, make_hub: Callable[[Outbox], Hub], connection: AbstractRobustConnection, prefetch: int) -> None:
+    def __init__(
+        self,
+        make_hub: Callable[[Outbox], Hub],
+        connection: AbstractRobustConnection,
+        prefetch: int,
+        schedule_seconds: float = 30.0,
+    ) -> None:
         self.make_hub = make_hub
+        self.schedule_seconds = schedule_seconds
         self.connection = connection
         self.prefetch = prefetch
         self.processed = 0
@@ -49,6 +56,7 @@ class HubService:
         hub = self.make_hub(await BrokerOutbox.open(channel))
         queue = await channel.get_queue(INBOUND_QUEUE, ensure=True)
         log.info("hub_started", queue=INBOUND_QUEUE, prefetch=self.prefetch)
+        scheduler = asyncio.create_task(self._schedule(hub))
         async with queue.iterator() as messages:
             stop = asyncio.create_task(self._stopping.wait())
             while not self._stopping.is_set():
@@ -59,7 +67,21 @@ class HubService:
                     break
                 await self._process(hub, following.result())
             stop.cancel()
+        scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduler
         log.info("hub_stopped", processed=self.processed)
+
+    async def _schedule(self, hub: Hub) -> None:
+        """Deadlines, and notices left unsent by a stop: checked at start, then every few seconds."""
+        while True:
+            try:
+                sent = await hub.check_deadlines()
+                if sent:
+                    log.info("notices_sent", count=sent)
+            except Exception:
+                log.exception("schedule_failed")
+            await asyncio.sleep(self.schedule_seconds)
 
     def stop(self) -> None:
         """Finish the message in hand, then stop consuming; unacknowledged ones return to the queue."""

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from gateway.rules.documents import Reference
+from gateway.rules.record import Effect
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -45,6 +48,28 @@ class LedgerEntry(NewEntry):
     delivery_status_at: datetime | None
 
 
+@dataclass(frozen=True)
+class SignedNotice:
+    """A Notice the hub has signed, kept with the outcome that caused it and sent after the commit."""
+
+    message_id: str
+    to: str
+    kind: str
+    about: Reference
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Filing:
+    """What an accepted document changes in the trade record, committed with its ledger entry."""
+
+    document: bytes = b""
+    effects: tuple[Effect, ...] = ()
+    notices: tuple[SignedNotice, ...] = ()
+
+
+NO_FILING = Filing()
+
 # Given the sequence number the ledger assigns, returns the acknowledgement's id and signed bytes.
 AckMaker = Callable[[int], tuple[str, bytes]]
 
@@ -52,7 +77,7 @@ AckMaker = Callable[[int], tuple[str, bytes]]
 class Ledger(Protocol):
     """Append-only log of outcomes. ``append`` commits before it returns."""
 
-    def append(self, entry: NewEntry, make_ack: AckMaker) -> LedgerEntry: ...
+    def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry: ...
 
     def find_accepted(self, message_id: str) -> LedgerEntry | None: ...
 

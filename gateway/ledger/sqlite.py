@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from gateway.ledger.model import AckMaker, Finding, LedgerEntry, NewEntry
+from gateway.ledger.model import NO_FILING, AckMaker, Filing, Finding, LedgerEntry, NewEntry
+from gateway.ledger.trade import SqliteTradeRecord, apply_effects
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -101,8 +102,14 @@ class SqliteLedger:
         self.path = path
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        self._trade = SqliteTradeRecord(self._db)
 
-    def append(self, entry: NewEntry, make_ack: AckMaker) -> LedgerEntry:
+    @property
+    def trade(self) -> SqliteTradeRecord:
+        """The trade record, on this ledger's connection (so it shares its transactions)."""
+        return self._trade
+
+    def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -129,6 +136,14 @@ class SqliteLedger:
             sequence = int(cursor.lastrowid or 0)
             ack_id, ack = make_ack(sequence)
             db.execute("UPDATE messages SET ack_id = ?, ack = ? WHERE sequence = ?", (ack_id, ack, sequence))
+            apply_effects(
+                db, sequence, entry.message_id or "", entry.sender or "", entry.recipient or "", filing.document,
+                filing.effects,
+            )  # fmt: skip
+            for notice in filing.notices:
+                self._trade.record_notice(
+                    sequence, notice.message_id, notice.to, notice.kind, notice.about, notice.body, entry.received_at
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

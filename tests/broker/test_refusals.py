@@ -19,6 +19,7 @@ from certs.authority import Profile
 from certs.keys import generate_key
 from certs.signer import FileSigner
 from gateway.admin import add_participant, revoke_participant
+from gateway.envelope import body_document
 from gateway.ledger.sqlite import SqliteLedger
 from tests.support.hub import RunningHub, adapter_config, participant_password
 from tests.support.pki import envelope_of, header_of, make_pki, sign_with, signed
@@ -129,12 +130,12 @@ async def test_after_revocation_a_participants_messages_are_certificate_revoked(
         add_participant, hub.settings, "FR", "ANSM", datetime.now(UTC), password=participant_password("FR")
     )
     async with Adapter(adapter_config(hub.settings, "FR")) as fr:
-        before = await fr.send(envelope_of("ExportAuthorization").find("{*}Body")[0], "CH")  # type: ignore[index]
+        before = await fr.send(body_document(envelope_of("Clarification")), "CH")
         assert before.accepted
         await (await ch.next_delivery(timeout=10)).accept()
 
         assert revoke_participant(hub.settings, "FR", datetime.now(UTC)) == 1
-        after = await fr.send(envelope_of("ExportAuthorization").find("{*}Body")[0], "CH")  # type: ignore[index]
+        after = await fr.send(body_document(envelope_of("Clarification")), "CH")
         assert codes(after) == ["CERTIFICATE_REVOKED"]
         await assert_not_routed(ch)
 

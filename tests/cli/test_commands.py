@@ -171,13 +171,9 @@ def test_after_revoke_the_participants_messages_are_certificate_revoked(
     cli: Cli, running: subprocess.Popen[str]
 ) -> None:
     cli("participant", "add", "AT", "--name", "BASG", "--password", "at-pass")
-    body = EXAMPLES / "ExportAuthorization.xml"
-    bare = Path(cli.home) / "bare.xml"
-    text = body.read_text(encoding="utf-8")
-    start, end = (
-        text.index("<ExportAuthorization"),
-        text.index("</ExportAuthorization>") + len("</ExportAuthorization>"),
-    )
+    bare = Path(cli.home) / "bare.xml"  # a bare document: the command wraps it in an envelope from AT
+    text = (EXAMPLES / "Clarification.xml").read_text(encoding="utf-8")
+    start, end = text.index("<Clarification"), text.index("</Clarification>") + len("</Clarification>")
     bare.write_text(text[start:end], encoding="utf-8")
     assert cli("send", "--as", "AT", "--to", "CH", str(bare)).returncode == 0
     cli("participant", "revoke", "AT")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from certs.authority import CertificateAuthority, Profile
 from certs.keys import generate_key
 from certs.signer import FileSigner
 from gateway.envelope import Header, body_document, build_envelope, new_message_id, read_header
-from gateway.reading import parse_xml
+from gateway.reading import DOCUMENT_NS, parse_xml
 from gateway.signature import sign_envelope
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples"
@@ -59,12 +60,19 @@ def example(name: str) -> etree._Element:
 
 
 def envelope_of(name: str, **changes: object) -> etree._Element:
-    """An example envelope with a fresh MessageId and CreatedAt (and any header field changed)."""
+    """An example envelope with a fresh MessageId and CreatedAt (and any header field changed).
+
+    An authorization gets a number of its own, so that each test files a new one.
+    """
     root = example(name)
     header = read_header(root)
     header = replace(header, message_id=new_message_id(), created_at=datetime.now(UTC))
     header = replace(header, **changes)  # type: ignore[arg-type]
-    return build_envelope(header, body_document(root))
+    document = body_document(root)
+    number = document.find(f"{{{DOCUMENT_NS}}}Number")
+    if number is not None:
+        number.text = f"{number.text}-{uuid.uuid4().hex[:8]}"
+    return build_envelope(header, document)
 
 
 def signed(name: str, signer: FileSigner, **changes: object) -> bytes:

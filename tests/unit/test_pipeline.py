@@ -17,6 +17,7 @@ from gateway.ledger.sqlite import SqliteLedger
 from gateway.pipeline import Checks, Inbound, examine
 from gateway.reading import ReadingPolicy
 from gateway.registry import Registry
+from gateway.rules.substances import Catalogue
 from gateway.settings import PROJECT_ROOT
 from gateway.signature import sign_envelope
 from tests.support.pki import Pki, envelope_of, header_of, signed
@@ -38,6 +39,8 @@ def checks(pki: Pki, tmp_path: Path) -> Iterator[Checks]:
         history=ledger,
         replay_window=timedelta(hours=24),
         future_skew=timedelta(minutes=5),
+        trade=ledger.trade,
+        catalogue=Catalogue.load(),
     )
     ledger.close()
     registry.close()

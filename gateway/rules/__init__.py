@@ -1,0 +1,1 @@
+"""The treaties' rules, as pure functions over parsed documents."""

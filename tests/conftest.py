@@ -34,7 +34,7 @@ def pki() -> Pki:
 @pytest.fixture(scope="session")
 def hub_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home = tmp_path_factory.mktemp("hub")
-    settings = Settings(home=home, vhost=f"i2es-test-{uuid.uuid4().hex[:8]}", delivery_limit=3)
+    settings = Settings(home=home, vhost=f"i2es-test-{uuid.uuid4().hex[:8]}", delivery_limit=3, schedule_seconds=0.5)
     try:
         management(settings).overview()
     except Exception as exc:

@@ -83,6 +83,11 @@ def evaluate(
     return _response(document, parties, trade)
 
 
+def plain(value: Decimal) -> str:
+    """A decimal as a person writes it: no exponent, no trailing zeros."""
+    return f"{value.normalize():f}"
+
+
 def _grams(quantity_base: Item) -> Decimal:
     return quantity_base.anhydrous_base.in_grams()
 
@@ -175,11 +180,12 @@ def _match_export(export: Authorization, on_file: OnFile, trade: TradeView) -> N
     for inn, grams in _totals(export.items).items():
         if inn not in authorized:
             raise AuthorizationMismatch(f"{inn} is not among the substances of {label}")
-        remaining = authorized[inn] - already.get(inn, Decimal(0))
+        used = already.get(inn, Decimal(0))
+        remaining = authorized[inn] - used
         if grams > remaining:
             raise QuantityExceedsAuthorization(
-                f"{inn}: {grams} g of anhydrous base exceeds what {label} still allows "
-                f"({remaining} g of {authorized[inn]} g; {already.get(inn, Decimal(0))} g already exported)"
+                f"{inn}: {plain(grams)} g of anhydrous base exceeds what {label} still allows "
+                f"({plain(remaining)} g of {plain(authorized[inn])} g; {plain(used)} g already exported)"
             )
 
 
@@ -204,8 +210,8 @@ def _check_estimates(document: Authorization, trade: TradeView, found: _Findings
         total = trade.counted_against_estimate(country, inn, year) + grams
         if total > figure:
             raise EstimateExceeded(
-                f"{inn}: this authorization brings {country}'s authorized imports for {year} to {total} g of "
-                f"anhydrous base, {total - figure} g above the confirmed figure of {figure} g"
+                f"{inn}: this authorization brings {country}'s authorized imports for {year} to {plain(total)} g of "
+                f"anhydrous base, {plain(total - figure)} g above the confirmed figure of {plain(figure)} g"
             )
 
 
@@ -229,8 +235,8 @@ def _endorsement(document: Endorsement, parties: Parties, trade: TradeView, cata
         authorized = item.quantity.to(endorsed.quantity.unit).amount
         if endorsed.quantity.amount != authorized:
             discrepancies.append(
-                f"line {endorsed.line}, {endorsed.inn}: {endorsed.quantity.amount} {endorsed.quantity.unit} "
-                f"imported, {authorized.normalize()} {endorsed.quantity.unit} authorized"
+                f"line {endorsed.line}, {endorsed.inn}: {plain(endorsed.quantity.amount)} {endorsed.quantity.unit} "
+                f"imported, {plain(authorized)} {endorsed.quantity.unit} authorized"
             )
     missing = set(lines) - {e.line for e in document.items}
     discrepancies += [f"line {line}, {lines[line].inn}: nothing imported" for line in sorted(missing)]

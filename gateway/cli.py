@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -473,6 +474,11 @@ def cmd_estimates_load(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_estimates_show(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.rules.substances import plain
+
+    def figure(value: Decimal | None) -> str | None:
+        return None if value is None else plain(value)
+
     ledger = _trade_record(settings)
     try:
         record = ledger.trade
@@ -481,9 +487,9 @@ def cmd_estimates_show(args: argparse.Namespace, settings: Settings) -> int:
                 "substance": inn,
                 "year": year,
                 "kind": kind,
-                "grams": str(grams),
-                "confirmed_grams": str(record.estimate(args.country, inn, year)),
-                "authorized_grams": str(record.counted_against_estimate(args.country, inn, year)),
+                "grams": plain(grams),
+                "confirmed_grams": figure(record.estimate(args.country, inn, year)),
+                "authorized_grams": figure(record.counted_against_estimate(args.country, inn, year)),
             }
             for inn, year, kind, grams in record.estimates(args.country, args.year)
         ]
@@ -522,6 +528,8 @@ def cmd_trade_show(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import csv
 
+    from gateway.rules.substances import plain
+
     ledger = _trade_record(settings)
     try:
         totals = ledger.trade.yearly_totals(args.year, args.country, args.substance)
@@ -531,10 +539,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         {
             "country": t.country,
             "substance": t.inn,
-            "authorized_g": str(t.authorized),
-            "exported_g": str(t.exported),
-            "received_g": str(t.received),
-            "estimate_g": str(t.estimate) if t.estimate is not None else "",
+            "authorized_g": plain(t.authorized),
+            "exported_g": plain(t.exported),
+            "received_g": plain(t.received),
+            "estimate_g": plain(t.estimate) if t.estimate is not None else "",
             "estimate_used_percent": str(t.estimate_used_percent) if t.estimate_used_percent is not None else "",
         }
         for t in totals

@@ -175,6 +175,13 @@ def _file(
             for i in a.items
         ],
     )  # fmt: skip
+    if a.type == IMPORT:
+        # Exports that named this import authorization before it was on file counted as paper ones; it counts now.
+        db.execute(
+            "UPDATE authorizations SET counts_against_estimate = 0 "
+            "WHERE type = ? AND import_ref_country = ? AND import_ref_number = ?",
+            (EXPORT, a.issuing_country, a.number),
+        )
     _event(db, sequence, a.reference, "ISSUED", message_id, f"{sender} to {recipient}")
     if a.import_ref is not None:
         _event(db, sequence, a.import_ref, "ANSWERED", message_id, f"by {a.type} {a.number}")

@@ -39,7 +39,7 @@ from gateway.rules.record import (
     OnFile,
     TradeView,
 )
-from gateway.rules.substances import Catalogue, anhydrous_base, base_differs
+from gateway.rules.substances import Catalogue, anhydrous_base, base_differs, plain
 
 # Estimates (1961 Convention, art. 19) and assessments (1971, ECOSOC resolutions) cover these regimes.
 ESTIMATED_REGIMES = frozenset({"1961", "1971"})
@@ -81,11 +81,6 @@ def evaluate(
     if isinstance(document, Clarification):
         return _clarification(document, trade)
     return _response(document, parties, trade)
-
-
-def plain(value: Decimal) -> str:
-    """A decimal as a person writes it: no exponent, no trailing zeros."""
-    return f"{value.normalize():f}"
 
 
 def _grams(quantity_base: Item) -> Decimal:
@@ -200,6 +195,8 @@ def _check_estimates(document: Authorization, trade: TradeView, found: _Findings
     country = document.importer.country
     year = document.issue_date.year
     regimes = {item.inn: item.regime for item in document.items}
+    # Exports filed earlier against this import authorization, as a paper one, stop counting once it is on file.
+    superseded = trade.exported_against(document.reference) if document.type == IMPORT else {}
     for inn, grams in _totals(document.items).items():
         if regimes[inn] not in ESTIMATED_REGIMES:
             continue
@@ -207,7 +204,7 @@ def _check_estimates(document: Authorization, trade: TradeView, found: _Findings
         if figure is None:
             found.warn(WarningCode.NO_ESTIMATE_ON_FILE, f"no estimate or assessment of {country} for {inn} in {year}")
             continue
-        total = trade.counted_against_estimate(country, inn, year) + grams
+        total = trade.counted_against_estimate(country, inn, year) - superseded.get(inn, Decimal(0)) + grams
         if total > figure:
             raise EstimateExceeded(
                 f"{inn}: this authorization brings {country}'s authorized imports for {year} to {plain(total)} g of "

@@ -31,6 +31,7 @@ __all__ = [
     "base_differs",
     "molar_mass",
     "parse_quantity",
+    "plain",
 ]
 
 # IUPAC conventional values of the standard atomic weights (the abridged table), in g/mol: the figures the
@@ -393,3 +394,8 @@ def base_differs(declared: Quantity, computed: Quantity, tolerance: Decimal = De
     reference = Fraction(computed.amount)
     # In fractions, and multiplied rather than divided: exact whatever the digits, and defined for a computed zero.
     return abs(declared_amount - reference) > Fraction(tolerance) * reference
+
+
+def plain(value: Decimal) -> str:
+    """A decimal as a person writes it: no exponent, no trailing zeros."""
+    return f"{value.normalize():f}"

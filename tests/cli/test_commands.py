@@ -30,7 +30,7 @@ class Cli:
     def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([*I2ES, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"i2es {' '.join(args)} exited {result.returncode}: {result.stderr}")
+            raise AssertionError(f"i2es {' '.join(args)} exited {result.returncode}: {result.stdout} {result.stderr}")
         return result
 
     def start_hub(self) -> subprocess.Popen[str]:
@@ -186,6 +186,39 @@ def test_the_ledger_shows_every_outcome(cli: Cli, running: subprocess.Popen[str]
     statuses = {row["status"] for row in rows}
     assert statuses == {"ACCEPTED", "REJECTED"}
     assert [row["sequence"] for row in rows] == sorted(row["sequence"] for row in rows)
+
+
+def test_estimates_are_loaded_and_an_import_counts_against_them(
+    cli: Cli, running: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    figures = tmp_path / "estimates.csv"
+    figures.write_text(
+        "country,substance,year,quantity,unit,kind\n"
+        "CH,morphine,2026,1,kg,estimate\n"
+        "CH,codeine,2026,20,kg,estimate\n"
+        "CH,codeine,2026,500,g,supplementary estimate\n"
+    )
+    assert "loaded 3 figure(s)" in cli("estimates", "load", str(figures)).stdout
+    sent = cli("send", "--as", "CH", str(EXAMPLES / "ImportAuthorization.xml"))
+    assert "ACCEPTED" in sent.stdout
+
+    shown = {(r["substance"], r["kind"]): r for r in json.loads(cli("estimates", "show", "CH", "--json").stdout)}
+    assert shown[("codeine", "supplementary")]["confirmed_grams"] == "20500"
+    assert shown[("morphine", "estimate")]["authorized_grams"] == "376.03"
+
+    report = cli("report", "--year", "2026", "--country", "CH", "--format", "csv").stdout.splitlines()
+    assert report[0] == "country,substance,authorized_g,exported_g,received_g,estimate_g,estimate_used_percent"
+    assert "CH,codeine,18417,18417,0,20500,89.8" in report  # the export named it before it was on file
+
+    trade = cli("trade", "show", "CH-IMP-2026-004711").stdout
+    assert "ImportAuthorization" in trade and "ISSUED" in trade
+
+
+def test_a_bad_estimates_file_names_the_line(cli: Cli, running: subprocess.Popen[str], tmp_path: Path) -> None:
+    figures = tmp_path / "bad.csv"
+    figures.write_text("country,substance,year,quantity,unit,kind\nCH,morphine,2026,1e3,g,estimate\n")
+    result = cli("estimates", "load", str(figures), check=False)
+    assert result.returncode == 2 and "line 2" in result.stderr
 
 
 def test_sigterm_drains_and_the_hub_exits_cleanly(cli: Cli, running: subprocess.Popen[str]) -> None:

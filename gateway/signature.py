@@ -9,12 +9,12 @@ tree signxml returns: the bytes that were actually signed.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml import (  # type: ignore[attr-defined]
@@ -173,9 +173,17 @@ def _certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
     for text in encoded:
         try:
             der = base64.b64decode(_WHITESPACE.sub(b"", text.encode("ascii")), validate=True)
-            chain.append(x509.load_der_x509_certificate(der))
-        except (ValueError, binascii.Error, UnicodeEncodeError):
-            raise SignatureInvalid("a ds:X509Certificate is not a base64 DER certificate") from None
+            certificate = x509.load_der_x509_certificate(der)
+            # cryptography parses some fields lazily: read them all now, so a corrupt one fails here.
+            _ = (certificate.subject, certificate.issuer, certificate.extensions, certificate.public_key())
+            _ = (certificate.not_valid_before_utc, certificate.not_valid_after_utc, certificate.serial_number)
+            chain.append(certificate)
+        except CryptographyUnsupported as exc:
+            raise UnsupportedAlgorithm(f"a certificate's key is of a kind the hub does not accept: {exc}") from None
+        except Exception as exc:  # hostile DER fails in many ways: bad version, duplicate extension, ...
+            raise SignatureInvalid(
+                f"a ds:X509Certificate is not a well-formed base64 DER certificate ({type(exc).__name__})"
+            ) from None
     return tuple(chain)
 
 
@@ -191,6 +199,10 @@ def verify_envelope(
         raise SignatureInvalid(f"the signature cannot be checked: {exc}") from None
     except SignXMLException as exc:
         raise SignatureInvalid(f"the signature does not verify: {exc}") from None
+    except etree.LxmlError as exc:  # the XML-DSig schema check or canonicalization failed
+        raise SignatureInvalid(f"the ds:Signature cannot be processed: {exc}") from None
+    except (ValueError, TypeError) as exc:  # e.g. a SignatureValue that is not a valid ECDSA/RSA value
+        raise SignatureInvalid(f"the signature cannot be checked: {exc}") from None
     if isinstance(result, list):  # expect_references=1 makes signxml return one result
         raise SignatureInvalid("the signature must hold exactly one reference")
     signed = result.signed_xml

@@ -213,3 +213,35 @@ def test_a_weak_rsa_key_is_refused(pki: Pki) -> None:
 
     with pytest.raises(CsrRefused, match="1024"):
         pki.signer("DE", key=rsa.generate_private_key(65537, 1024))
+
+
+def test_a_certificate_with_a_corrupt_subject_is_signature_invalid_not_a_crash(pki: Pki) -> None:
+    import base64
+
+    def corrupt(root: etree._Element) -> None:
+        element = root[-1].find(f"{DS}KeyInfo/{DS}X509Data/{DS}X509Certificate")
+        assert element is not None
+        der = bytearray(base64.b64decode("".join((element.text or "").split())))
+        subject = der.find(b"\x31")  # the first SET, inside a Name
+        der[subject] = 0x8C  # a context-specific tag where a SET must be
+        element.text = base64.b64encode(bytes(der)).decode()
+
+    data = edit(signed("ExportAuthorization", pki.signers["DE"]), corrupt)
+    assert reason_of(data, pki) in (ReasonCode.SIGNATURE_INVALID, ReasonCode.CERTIFICATE_UNTRUSTED)
+
+
+def test_a_signature_value_that_is_not_base64_is_signature_invalid(pki: Pki) -> None:
+    def break_base64(root: etree._Element) -> None:
+        element = root[-1].find(f"{DS}SignatureValue")
+        assert element is not None
+        element.text = " " + (element.text or "")[1:]  # a space where a base64 digit was
+
+    data = edit(signed("ExportAuthorization", pki.signers["DE"]), break_base64)
+    assert reason_of(data, pki) is ReasonCode.SIGNATURE_INVALID
+
+
+def test_a_relative_namespace_that_breaks_canonicalization_is_signature_invalid(pki: Pki) -> None:
+    data = signed("ExportAuthorization", pki.signers["DE"]).replace(
+        b"<ds:SignatureMethod ", b"<ds:SignatureMethod xmlns='x' ", 1
+    )
+    assert reason_of(data, pki) is ReasonCode.SIGNATURE_INVALID

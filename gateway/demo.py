@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
+from decimal import Decimal
 from pathlib import Path
 
 from lxml import etree
@@ -17,6 +19,8 @@ from gateway.home import Home
 from gateway.ledger.sqlite import SqliteLedger
 from gateway.logs import configure_logging
 from gateway.reading import DOCUMENT_NS, parse_xml
+from gateway.rules.estimates import read_estimates
+from gateway.rules.substances import plain
 from gateway.runtime import HubParts, utc_now
 from gateway.settings import Settings
 
@@ -29,6 +33,16 @@ PARTIES = {
 
 def _document(name: str) -> etree._Element:
     return body_document(parse_xml((DOCUMENTS / f"{name}.xml").read_bytes()))
+
+
+def _lines(document: etree._Element) -> list[etree._Element]:
+    return list(document.iter(f"{{{DOCUMENT_NS}}}Item"))
+
+
+def _set(element: etree._Element, name: str, text: str) -> None:
+    child = element.find(f"{{{DOCUMENT_NS}}}{name}")
+    assert child is not None, name
+    child.text = text
 
 
 def _items(document: etree._Element) -> str:
@@ -124,8 +138,24 @@ async def _trade(settings: Settings) -> None:
         _say_ack(ack)
         print("      nothing is routed to CH")
 
-        print("\n[4] The goods arrive; CH endorses the export authorization (art. 31 (7))")
+        print("\n[4] CH authorizes a further 5 kg of codeine phosphate hemihydrate, beyond its estimate")
+        document = _document("ImportAuthorization")
+        _set(document, "Number", "CH-IMP-2026-004790")
+        codeine = _lines(document)[1]
+        document.find(f"{{{DOCUMENT_NS}}}Items").remove(_lines(document)[0])  # type: ignore[union-attr]
+        _set(codeine, "Quantity", "5")
+        _set(codeine, "AnhydrousBase", "3.6835")
+        print(f"      ImportAuthorization CH-IMP-2026-004790: {_items(document)}")
+        ack = await ch.send(document, "DE", conversation_id=str(uuid.uuid4()))
+        _say_ack(ack)
+        print("      nothing is routed to DE until the operator loads a supplementary estimate")
+
+        print("\n[5] The goods arrive, 100 ampoules short; CH endorses the export authorization (art. 31 (7))")
         document = _document("ExportEndorsement")
+        morphine = _lines(document)[0]
+        _set(morphine, "NumberOfUnitsImported", "49900")
+        _set(morphine, "QuantityImported", "499")
+        _set(morphine, "AnhydrousBase", "375.28")
         print(f"      ExportEndorsement, quantities imported: {_items(document)}")
         ack = await ch.send(
             document,
@@ -136,6 +166,11 @@ async def _trade(settings: Settings) -> None:
         )
         _say_ack(ack)
         await _receive(de, ch)
+        notice = await de.next_delivery(timeout=30)
+        assert notice.verified is not None and notice.header is not None and notice.header.type == "Notice"
+        await notice.accept()
+        text = body_document(notice.verified.signed).findtext(f"{{{DOCUMENT_NS}}}Text")
+        print(f"      hub → DE: Notice QUANTITY_DISCREPANCY (signed by the hub, verified): {text}")
     finally:
         for adapter in adapters.values():
             await adapter.close()
@@ -169,6 +204,13 @@ def run_demo(settings: Settings) -> int:
     for code, name in PARTIES.items():
         report = add_participant(settings, code, name, now)
         print(f"registered {code}: {name}; signing certificate serial {report.certificate.serial_number:x}")
+    ledger = SqliteLedger(settings.ledger_path)
+    for row in read_estimates((DOCUMENTS / "estimates.csv").read_text(encoding="utf-8")):
+        ledger.trade.load_estimate(row.country, row.inn, row.year, row.kind, row.grams, now)
+        print(
+            f"estimate loaded by the operator: {row.country} {row.inn} {row.year}: {plain(row.grams)} g anhydrous base"
+        )
+    ledger.close()
     parts = HubParts(settings)
     try:
         asyncio.run(_run(settings, parts))
@@ -177,6 +219,18 @@ def run_demo(settings: Settings) -> int:
         rows = ledger_rows(ledger.entries())
         ledger.close()
         print(format_ledger(rows))
+        ledger = SqliteLedger(settings.ledger_path)
+        print("\nThe trade record of CH-IMP-2026-004711 (i2es trade show):")
+        for event in ledger.trade.events("CH-IMP-2026-004711"):
+            print(f"  {event.type:21}  {event.number:20}  {event.kind:29}  {event.detail}")
+        print("\nCH's imports in 2026, grams of anhydrous base (i2es report --year 2026):")
+        for t in ledger.trade.yearly_totals(2026, "CH"):
+            used = f"{t.estimate_used_percent}%" if t.estimate_used_percent is not None else "-"
+            print(
+                f"  {t.inn:10} authorized {plain(t.authorized):>9}  exported {plain(t.exported):>9}  "
+                f"received {plain(t.received):>9}  estimate {plain(t.estimate or Decimal(0)):>6}  used {used}"
+            )
+        ledger.close()
     finally:
         parts.close()
     print(f"\nThe hub's log, one JSON line per message: {log_path}")

@@ -229,3 +229,23 @@ def test_sigterm_drains_and_the_hub_exits_cleanly(cli: Cli, running: subprocess.
     assert events[0]["event"] == "hub_started" and events[-1]["event"] == "hub_stopped"
     handled = [e for e in events if e["event"] == "message"]
     assert events[-1]["processed"] == len(handled)  # every message taken was finished and logged
+
+
+def test_the_demo_runs_a_whole_trade_with_a_refusal_and_a_notice(tmp_path: Path) -> None:
+    vhost = f"i2es-demo-test-{uuid.uuid4().hex[:8]}"
+    try:
+        result = subprocess.run(
+            [*I2ES, "demo", "--home", str(tmp_path / "demo"), "--vhost", vhost],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        management(Settings(vhost=vhost)).delete_vhost(vhost)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("hub → sender: ACCEPTED") == 3
+    assert "reason SIGNATURE_INVALID" in out
+    assert "reason ESTIMATE_EXCEEDED" in out and "2100.5 g above the confirmed figure of 20000 g" in out
+    assert "hub → DE: Notice QUANTITY_DISCREPANCY (signed by the hub, verified)" in out
+    assert "   7  ACCEPTED  ExportEndorsement      CH    DE   RECEIVED  QUANTITY_DISCREPANCY" in out

@@ -127,18 +127,22 @@ class Delivery:
     def needs_receipt(self) -> bool:
         return self.header is not None and self.header.type in BUSINESS_TYPES
 
+    async def ack(self) -> None:
+        """Acknowledge the delivery to the broker without answering it (a document's Receipt can follow later)."""
+        await self._incoming.ack()
+
     async def accept(self) -> Acknowledgement | None:
         """Answer a document with a RECEIVED receipt (and await the hub's acknowledgement), then ack."""
         if self.needs_receipt:
             self.receipt = await self._adapter._send_receipt(self, "RECEIVED", None)
-        await self._incoming.ack()
+        await self.ack()
         return self.receipt
 
     async def refuse(self, code: str, reason: str) -> Acknowledgement | None:
         """Answer a document with a REFUSED receipt, then ack the delivery."""
         if self.needs_receipt:
             self.receipt = await self._adapter._send_receipt(self, "REFUSED", (code, reason))
-        await self._incoming.ack()
+        await self.ack()
         return self.receipt
 
 

@@ -57,17 +57,29 @@ def sign_acknowledgement(
     now: datetime,
 ) -> tuple[str, bytes]:
     """Build and sign one Acknowledgement; returns its MessageId and bytes."""
+    document = acknowledgement_document(status, digest, received_at, sequence, reasons, warnings)
+    return sign_from_hub(signer, document, to, now, conversation_id, ref_to_message_id)
+
+
+def sign_from_hub(
+    signer: Signer,
+    document: etree._Element,
+    to: str,
+    now: datetime,
+    conversation_id: str | None,
+    ref_to_message_id: str | None,
+) -> tuple[str, bytes]:
+    """Wrap one of the hub's own documents in a new envelope from HUB and sign it."""
     message_id = str(uuid.uuid4())
     header = Header(
         message_id=message_id,
         sender=HUB,
         recipient=to,
-        type="Acknowledgement",
+        type=etree.QName(document).localname,
         created_at=now,
         conversation_id=conversation_id,
         ref_to_message_id=ref_to_message_id,
     )
-    document = acknowledgement_document(status, digest, received_at, sequence, reasons, warnings)
     return message_id, sign_envelope(build_envelope(header, document), signer)
 
 
@@ -89,14 +101,4 @@ def sign_notice(
     signer: Signer, notice: Notice, now: datetime, *, conversation_id: str | None, ref_to_message_id: str | None
 ) -> tuple[str, bytes]:
     """Build and sign one Notice from the hub; returns its MessageId and bytes."""
-    message_id = str(uuid.uuid4())
-    header = Header(
-        message_id=message_id,
-        sender=HUB,
-        recipient=notice.to,
-        type="Notice",
-        created_at=now,
-        conversation_id=conversation_id,
-        ref_to_message_id=ref_to_message_id,
-    )
-    return message_id, sign_envelope(build_envelope(header, notice_document(notice)), signer)
+    return sign_from_hub(signer, notice_document(notice), notice.to, now, conversation_id, ref_to_message_id)

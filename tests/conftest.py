@@ -73,13 +73,13 @@ async def adapters(hub: RunningHub) -> AsyncIterator[dict[str, Adapter]]:
 @pytest.fixture
 async def ch(adapters: dict[str, Adapter]) -> AsyncIterator[Adapter]:
     yield adapters["CH"]
-    await drain(adapters)
+    await drain(*adapters.values())
 
 
 @pytest.fixture
 async def de(adapters: dict[str, Adapter]) -> AsyncIterator[Adapter]:
     yield adapters["DE"]
-    await drain(adapters)
+    await drain(*adapters.values())
 
 
 @pytest.fixture

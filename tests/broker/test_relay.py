@@ -123,7 +123,7 @@ async def test_a_receipt_whose_digest_differs_is_routed_with_a_warning(
     ack = await ch.send(receipt, "DE", ref_to_message_id=header_of(data).message_id)
     assert ack.status == "ACCEPTED"
     assert [code for code, _ in ack.warnings] == ["RECEIPT_DIGEST_DIFFERS"]
-    await delivery._incoming.ack()
+    await delivery.ack()
     routed = await de.next_delivery(timeout=10)
     assert routed.header is not None and routed.header.type == "Receipt"
     await routed.accept()
@@ -139,7 +139,7 @@ async def test_many_messages_are_all_acknowledged_and_delivered(hub: RunningHub,
     for _ in messages:
         delivery = await ch.next_delivery(timeout=10)
         received.add(delivery.raw)
-        await delivery._incoming.ack()
+        await delivery.ack()
     assert received == set(messages)
 
 

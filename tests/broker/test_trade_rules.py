@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from lxml import etree
 
-from adapters import Acknowledgement, Adapter, Delivery
+from adapters import Adapter
 from gateway.admin import add_participant
 from gateway.envelope import body_document
 from gateway.ledger.sqlite import SqliteLedger
 from gateway.reading import DOCUMENT_NS
-from tests.support.hub import RunningHub, adapter_config, participant_password
+from tests.support.hub import RunningHub, adapter_config, drain, participant_password
 from tests.support.trade import (
     EXPORTER,
     IMPORTER,
@@ -58,26 +57,6 @@ def with_ledger(hub: RunningHub, work):  # type: ignore[no-untyped-def]
         ledger.close()
 
 
-async def settle(*adapters: Adapter) -> list[Delivery]:
-    """Take every delivery waiting for these participants (acknowledged without receipts)."""
-    taken = []
-    for adapter in adapters:
-        while True:
-            try:
-                delivery = await adapter.next_delivery(timeout=0.3)
-            except TimeoutError:
-                break
-            await delivery._incoming.ack()
-            taken.append(delivery)
-    return taken
-
-
-async def send(adapter: Adapter, document: etree._Element, to: str) -> Acknowledgement:
-    ack = await adapter.send(document, to)
-    await settle()
-    return ack
-
-
 def codes(findings: tuple[tuple[str, str], ...]) -> list[str]:
     return [code for code, _ in findings]
 
@@ -90,7 +69,7 @@ async def test_an_export_that_matches_its_import_authorization_is_accepted_witho
     assert (await se.send(ia, EXPORTER)).accepted
     ack = await nl.send(export_authorization([MORPHINE], ia), IMPORTER)
     assert ack.accepted and ack.warnings == ()
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_export_authorizations_together_may_not_exceed_the_import_authorization(
@@ -104,7 +83,7 @@ async def test_export_authorizations_together_may_not_exceed_the_import_authoriz
     second = await nl.send(export_authorization([first], ia), IMPORTER)
     assert codes(second.reasons) == ["QUANTITY_EXCEEDS_AUTHORIZATION"]
     assert "150.413 g of 376.03 g" in second.reasons[0][1]
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_an_export_naming_another_importer_is_an_authorization_mismatch(traders: dict[str, Adapter]) -> None:
@@ -113,7 +92,7 @@ async def test_an_export_naming_another_importer_is_an_authorization_mismatch(tr
     await se.send(ia, EXPORTER, check=True)
     ack = await nl.send(export_authorization([MORPHINE], ia, importer_name="Another Pharma AB"), IMPORTER)
     assert codes(ack.reasons) == ["AUTHORIZATION_MISMATCH"]
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_a_substance_not_authorized_for_import_is_an_authorization_mismatch(traders: dict[str, Adapter]) -> None:
@@ -122,7 +101,7 @@ async def test_a_substance_not_authorized_for_import_is_an_authorization_mismatc
     await se.send(ia, EXPORTER, check=True)
     ack = await nl.send(export_authorization([FENTANYL_150G], ia), IMPORTER)
     assert codes(ack.reasons) == ["AUTHORIZATION_MISMATCH"]
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_an_export_issued_after_the_import_authorization_expired_is_refused(traders: dict[str, Adapter]) -> None:
@@ -132,7 +111,7 @@ async def test_an_export_issued_after_the_import_authorization_expired_is_refuse
     late = export_authorization([MORPHINE], ia, issue_date="2026-11-23", valid_until="2027-02-21")
     ack = await nl.send(late, IMPORTER)
     assert codes(ack.reasons) == ["AUTHORIZATION_EXPIRED"]
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_an_export_against_a_paper_import_authorization_is_accepted_with_a_warning(
@@ -141,7 +120,7 @@ async def test_an_export_against_a_paper_import_authorization_is_accepted_with_a
     ack = await traders[EXPORTER].send(export_authorization([MORPHINE], None), IMPORTER)
     assert ack.accepted
     assert codes(ack.warnings) == ["REFERENCE_NOT_ON_FILE"]
-    await settle(*traders.values())
+    await drain(*traders.values())
 
 
 async def test_a_wrong_anhydrous_base_is_accepted_with_a_warning(traders: dict[str, Adapter]) -> None:
@@ -149,7 +128,7 @@ async def test_a_wrong_anhydrous_base_is_accepted_with_a_warning(traders: dict[s
     ack = await traders[IMPORTER].send(import_authorization([wrong]), EXPORTER)
     assert ack.accepted and codes(ack.warnings) == ["ANHYDROUS_BASE_DIFFERS"]
     assert "376.028" in ack.warnings[0][1]
-    await settle(*traders.values())
+    await drain(*traders.values())
 
 
 async def test_an_import_over_the_estimate_is_refused_until_a_supplementary_estimate_lifts_it(
@@ -170,7 +149,7 @@ async def test_an_import_over_the_estimate_is_refused_until_a_supplementary_esti
     # A cancelled authorization no longer counts: 95.4818 g are free again.
     assert (await se.send(cancellation(first, "ImportAuthorization", IMPORTER), EXPORTER)).accepted
     assert (await se.send(import_authorization([FENTANYL_150G]), EXPORTER)).accepted
-    await settle(*traders.values())
+    await drain(*traders.values())
 
 
 async def test_an_endorsement_with_other_quantities_is_routed_and_the_exporter_gets_a_notice(
@@ -181,7 +160,7 @@ async def test_an_endorsement_with_other_quantities_is_routed_and_the_exporter_g
     await se.send(ia, EXPORTER, check=True)
     ea = export_authorization([MORPHINE], ia)
     await nl.send(ea, IMPORTER, check=True)
-    await settle(se, nl)
+    await drain(se, nl)
 
     short = ("morphine", "sulfate pentahydrate", "490", "g", "368.51")
     ack = await se.send(endorsement(ea, [short]), EXPORTER)
@@ -192,14 +171,14 @@ async def test_an_endorsement_with_other_quantities_is_routed_and_the_exporter_g
         delivery = await nl.next_delivery(timeout=10)
         assert delivery.header is not None and delivery.verified is not None
         kinds[delivery.header.type] = delivery
-        await delivery._incoming.ack()
+        await delivery.ack()
     assert set(kinds) == {"ExportEndorsement", "Notice"}
     notice = kinds["Notice"]
     assert notice.verified is not None and notice.verified.signer_code == "HUB"
     document = body_document(notice.verified.signed)
     assert document.findtext(f"{{{DOCUMENT_NS}}}Kind") == "QUANTITY_DISCREPANCY"
     assert "490 g imported, 500 g authorized" in (document.findtext(f"{{{DOCUMENT_NS}}}Text") or "")
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_an_endorsement_of_an_unknown_export_authorization_is_an_unknown_reference(
@@ -219,7 +198,7 @@ async def test_an_endorsement_of_a_cancelled_export_authorization_is_an_authoriz
     assert (await nl.send(cancellation(ea, "ExportAuthorization", EXPORTER), IMPORTER)).accepted
     ack = await se.send(endorsement(ea, [MORPHINE]), EXPORTER)
     assert codes(ack.reasons) == ["AUTHORIZATION_MISMATCH"]
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_only_the_issuer_can_cancel_an_authorization(traders: dict[str, Adapter]) -> None:
@@ -228,7 +207,7 @@ async def test_only_the_issuer_can_cancel_an_authorization(traders: dict[str, Ad
     await nl.send(ea, IMPORTER, check=True)
     ack = await se.send(cancellation(ea, "ExportAuthorization", EXPORTER), EXPORTER)
     assert codes(ack.reasons) == ["AUTHORIZATION_MISMATCH"]
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_an_unanswered_pre_export_notification_makes_the_hub_send_the_exporter_one_notice(
@@ -237,9 +216,9 @@ async def test_an_unanswered_pre_export_notification_makes_the_hub_send_the_expo
     se, nl = traders[IMPORTER], traders[EXPORTER]
     pen = pre_export_notification(datetime.now(UTC) + timedelta(seconds=2))
     await nl.send(pen, IMPORTER, check=True)
-    await settle(se)
+    await drain(se)
     notice = await nl.next_delivery(timeout=15)
-    await notice._incoming.ack()
+    await notice.ack()
     assert notice.header is not None and notice.header.type == "Notice"
     assert notice.verified is not None
     document = body_document(notice.verified.signed)
@@ -253,11 +232,11 @@ async def test_an_answered_pre_export_notification_sends_no_notice(traders: dict
     se, nl = traders[IMPORTER], traders[EXPORTER]
     pen = pre_export_notification(datetime.now(UTC) + timedelta(seconds=2))
     await nl.send(pen, IMPORTER, check=True)
-    await settle(se)
+    await drain(se)
     assert (await se.send(pre_export_response(pen, "NO_OBJECTION"), EXPORTER)).accepted
     response = await nl.next_delivery(timeout=10)
     assert response.header is not None and response.header.type == "PreExportResponse"
-    await response._incoming.ack()
+    await response.ack()
     with pytest.raises(TimeoutError):
         await nl.next_delivery(timeout=3)
 
@@ -268,7 +247,7 @@ async def test_an_objection_without_a_reason_is_refused(traders: dict[str, Adapt
     await nl.send(pen, IMPORTER, check=True)
     ack = await se.send(pre_export_response(pen, "OBJECTION"), EXPORTER)
     assert codes(ack.reasons) == ["SCHEMA_INVALID"]
-    await settle(se, nl)
+    await drain(se, nl)
 
 
 async def test_the_trade_record_shows_the_whole_chain(hub: RunningHub, traders: dict[str, Adapter]) -> None:
@@ -278,7 +257,7 @@ async def test_the_trade_record_shows_the_whole_chain(hub: RunningHub, traders: 
     ea = export_authorization([MORPHINE], ia)
     await nl.send(ea, IMPORTER, check=True)
     await se.send(endorsement(ea, [("morphine", "sulfate pentahydrate", "499", "g", "375.28")]), EXPORTER, check=True)
-    await settle(se, nl)
+    await drain(se, nl)
     events = with_ledger(hub, lambda ledger: ledger.trade.events(number(ia)))
     assert [(e.number, e.kind) for e in events] == [
         (number(ia), "ISSUED"),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import aio_pika
 
-from adapters import Adapter, AdapterConfig
+from adapters import Adapter, AdapterConfig, Delivery
 from gateway.admin import vhost_url
 from gateway.broker.service import HubService
 from gateway.home import Home
@@ -41,15 +41,18 @@ def adapter_config(settings: Settings, code: str) -> AdapterConfig:
     )
 
 
-async def drain(adapters: dict[str, Adapter]) -> None:
-    """Acknowledge whatever a test left undelivered, so the next one starts clean."""
-    for adapter in adapters.values():
+async def drain(*adapters: Adapter) -> list[Delivery]:
+    """Take whatever is waiting for these participants, acknowledged without receipts."""
+    taken = []
+    for adapter in adapters:
         while True:
             try:
-                delivery = await adapter.next_delivery(timeout=0.2)
+                delivery = await adapter.next_delivery(timeout=0.3)
             except TimeoutError:
                 break
-            await delivery._incoming.ack()
+            await delivery.ack()
+            taken.append(delivery)
+    return taken
 
 
 async def participant_channel(settings: Settings, code: str) -> aio_pika.abc.AbstractRobustConnection:

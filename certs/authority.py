@@ -196,7 +196,13 @@ class CertificateAuthority:
         return builder.sign(self.issuing_key, hashes.SHA384())
 
     def issue_from_csr(
-        self, csr_pem: bytes, code: str, organization: str, profile: Profile, now: datetime
+        self,
+        csr_pem: bytes,
+        code: str,
+        organization: str,
+        profile: Profile,
+        now: datetime,
+        dns_names: tuple[str, ...] = (),
     ) -> x509.Certificate:
         """Issue from a PKCS#10 request, refusing one whose CN is not ``code`` or whose key is weak."""
         try:
@@ -211,4 +217,4 @@ class CertificateAuthority:
         public_key = csr.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise CsrRefused(key_problem(public_key) or "the request's key type is not accepted")
-        return self.issue(public_key, code, organization, profile, now)
+        return self.issue(public_key, code, organization, profile, now, dns_names=dns_names)

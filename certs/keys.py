@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 
@@ -68,3 +68,23 @@ def common_name(name: x509.Name) -> str | None:
         return None
     value = values[0].value
     return value if isinstance(value, str) else value.decode("utf-8")
+
+
+def write_pkcs12(
+    path: Path, name: str, key: PrivateKey, certificate: x509.Certificate, chain: list[x509.Certificate],
+    passphrase: bytes,
+) -> None:  # fmt: skip
+    """A PKCS#12 keystore (key, certificate, CA chain) for systems that want one, e.g. Java's KeyStore."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(passphrase)
+    )
+    data = pkcs12.serialize_key_and_certificates(name.encode(), key, certificate, chain, encryption)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

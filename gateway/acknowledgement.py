@@ -11,7 +11,7 @@ from certs.signer import Signer
 from gateway.envelope import HUB, Header, build_envelope, document_element, format_instant
 from gateway.ledger.model import Finding
 from gateway.reading import DOCUMENT_NS
-from gateway.rules.record import Notice
+from gateway.rules.record import CertificateRef, Notice
 from gateway.signature import sign_envelope
 
 
@@ -86,11 +86,17 @@ def sign_from_hub(
 def notice_document(notice: Notice) -> etree._Element:
     document = document_element("Notice")
     _add(document, "Kind", notice.kind)
-    ref = etree.SubElement(document, f"{{{DOCUMENT_NS}}}AuthorizationRef")
-    _add(ref, "Type", notice.about.type)
-    _add(ref, "Number", notice.about.number)
-    _add(ref, "IssuingCountry", notice.about.issuing_country)
-    _add(ref, "IssueDate", notice.about.issue_date.isoformat())
+    about = notice.about
+    if isinstance(about, CertificateRef):
+        certificate = etree.SubElement(document, f"{{{DOCUMENT_NS}}}Certificate")
+        _add(certificate, "Serial", about.serial)
+        _add(certificate, "NotAfter", format_instant(about.not_after))
+    else:
+        ref = etree.SubElement(document, f"{{{DOCUMENT_NS}}}AuthorizationRef")
+        _add(ref, "Type", about.type)
+        _add(ref, "Number", about.number)
+        _add(ref, "IssuingCountry", about.issuing_country)
+        _add(ref, "IssueDate", about.issue_date.isoformat())
     _add(document, "Text", notice.text)
     if notice.details:
         _add(document, "Details", notice.details)

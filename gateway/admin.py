@@ -21,6 +21,7 @@ from gateway.broker.topology import Topology
 from gateway.home import Home
 from gateway.ledger.sqlite import SqliteLedger
 from gateway.registry import Registry
+from gateway.security import default_actor, revoke
 from gateway.settings import Settings
 
 HUB_ORGANIZATION = "I2ES Hub"
@@ -72,6 +73,8 @@ def initialize(settings: Settings, now: datetime) -> InitReport:
         write_private_key(home.hub_dir / "signing.key", key)
         write_certificates(home.hub_dir / "signing.pem", [certificate, authority.issuing])
         registry.record_certificate(certificate, Profile.SIGNING, now)
+        registry.audit(default_actor(), "init", "root CA, issuing CA and the hub's signing certificate", now,
+                       serial=f"{certificate.serial_number:x}", code="HUB")  # fmt: skip
     registry.close()
     SqliteLedger(settings.ledger_path).close()
     admin = management(settings)
@@ -114,6 +117,7 @@ def add_participant(
     csr: bytes | None = None,
     cert_out: Path | None = None,
     password: str | None = None,
+    actor: str | None = None,
 ) -> ParticipantReport:
     """Register a participant, issue its signing certificate, create its broker user and queue."""
     if not PARTICIPANT_CODE.match(code):
@@ -158,17 +162,26 @@ def add_participant(
     try:
         registry.add_participant(code, name, contact, now)
         registry.record_certificate(certificate, Profile.SIGNING, now)
+        registry.audit(
+            actor or default_actor(), "issue", f"signing certificate, valid until "
+            f"{certificate.not_valid_after_utc.isoformat()}", now, serial=f"{certificate.serial_number:x}", code=code,
+        )  # fmt: skip
     finally:
         registry.close()
     return ParticipantReport(code, certificate, certificate_path, key_path, password_path)
 
 
-def revoke_participant(settings: Settings, code: str, now: datetime, reason: str = "keyCompromise") -> int:
+def revoke_participant(
+    settings: Settings, code: str, now: datetime, reason: str = "keyCompromise", actor: str | None = None
+) -> int:
     """Revoke every certificate of ``code``: the hub refuses its messages from the next one on."""
     registry = Registry(settings.ledger_path)
     try:
         if not registry.is_participant(code):
             raise AdminError(f"{code!r} is not a registered participant")
-        return registry.revoke_participant(code, reason, now)
+        serials = [c.serial for c in registry.certificates(code) if c.revoked_at is None]
     finally:
         registry.close()
+    for serial in serials:
+        revoke(settings, serial, reason, now, actor=actor or default_actor())
+    return len(serials)

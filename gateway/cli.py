@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from gateway.home import Home
 from gateway.ledger.model import LedgerEntry
 from gateway.ledger.sqlite import SqliteLedger
 from gateway.reading import DOCUMENT_NS, DSIG_NS, ENVELOPE_NS, ReadingPolicy, parse_xml, read_message
+from gateway.registry import REVOCATION_REASONS
+from gateway.security import default_actor
 from gateway.settings import Settings
 
 EXIT_REJECTED = 1
@@ -568,6 +570,141 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _duration_days(text: str) -> int:
+    """`30d`, `30` or `4w` as a number of days."""
+    units = {"d": 1, "w": 7}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "d")
+    if not number.isdigit():
+        raise CommandError(f"{text!r} is not a duration: write it as 30d or 4w")
+    return int(number) * units[unit]
+
+
+def cmd_cert_issue(args: argparse.Namespace, settings: Settings) -> int:
+    from certs.authority import Profile
+    from gateway.security import describe, issue
+
+    csr = Path(args.csr).read_bytes() if args.csr else None
+    issued = issue(
+        settings, args.code, Profile(args.profile), _now(), actor=args.actor, csr=csr,
+        out=Path(args.out) if args.out else None, p12=Path(args.p12) if args.p12 else None,
+        passphrase=args.passphrase, dns_names=tuple(args.dns or ()),
+    )  # fmt: skip
+    summary = describe(issued.certificate) | {
+        "profile": args.profile,
+        "certificate_chain": str(issued.chain_path),
+        "key": str(issued.key_path) if issued.key_path else None,
+        "pkcs12": str(issued.p12_path) if issued.p12_path else None,
+    }
+    _print_summary(summary, args.json, f"issued {args.profile} certificate to {args.code}")
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        _print_json(summary)
+        return
+    print(title)
+    for key, value in summary.items():
+        if value is not None:
+            print(f"  {key}: {value}")
+
+
+def cmd_cert_renew(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.security import describe, renew
+
+    csr = Path(args.csr).read_bytes() if args.csr else None
+    issued = renew(settings, args.serial, _now(), actor=args.actor, csr=csr, out=Path(args.out) if args.out else None)
+    summary = describe(issued.certificate) | {
+        "certificate_chain": str(issued.chain_path),
+        "key": str(issued.key_path) if issued.key_path else None,
+        "replaces": args.serial,
+    }
+    _print_summary(summary, args.json, f"renewed {args.serial}; the old certificate stays valid until it expires")
+    return 0
+
+
+def cmd_cert_list(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.registry import Registry
+
+    now = _now()
+    registry = Registry(settings.ledger_path)
+    try:
+        records = registry.certificates(args.code)
+    finally:
+        registry.close()
+    if args.expiring:
+        horizon = now + timedelta(days=_duration_days(args.expiring))
+        records = [r for r in records if r.revoked_at is None and now < r.not_after <= horizon]
+    rows = [
+        {"serial": r.serial, "code": r.code, "profile": r.profile, "not_after": r.not_after.isoformat(),
+         "status": r.status(now), "sha256": r.fingerprint}
+        for r in records
+    ]  # fmt: skip
+    if args.json:
+        _print_json(rows)
+    else:
+        print(f"{'serial':34}  {'code':4}  {'profile':7}  {'not after':25}  status")
+        for r in rows:
+            print(f"{r['serial']:34}  {r['code']:4}  {r['profile']:7}  {r['not_after']:25}  {r['status']}")
+    return 0
+
+
+def cmd_cert_show(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.security import certificate_of, describe, find
+
+    record = find(settings, args.serial)
+    summary = describe(certificate_of(settings, args.serial)) | {
+        "profile": record.profile,
+        "status": record.status(_now()),
+    }
+    _print_summary(summary, args.json, f"certificate {record.serial}")
+    return 0
+
+
+def cmd_cert_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.security import revoke
+
+    revoked = revoke(settings, args.serial, args.reason, _now(), actor=args.actor)
+    summary = {
+        "serial": revoked.record.serial,
+        "code": revoked.record.code,
+        "reason": args.reason,
+        "flagged_messages": revoked.flagged_messages,
+        "closed_connections": revoked.closed_connections,
+    }
+    _print_summary(summary, args.json, f"revoked {revoked.record.serial}; the CRL is updated")
+    return 0
+
+
+def cmd_crl(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.security import publish_crl
+
+    home = _initialized_home(settings)
+    if args.update or not home.crl_path.exists():
+        publish_crl(settings, _now(), actor=args.actor)
+    sys.stdout.write(home.crl_path.read_text())
+    return 0
+
+
+def cmd_ca_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.registry import Registry
+
+    registry = Registry(settings.ledger_path)
+    try:
+        entries = registry.audit_entries()
+    finally:
+        registry.close()
+    if args.json:
+        _print_json([e.__dict__ for e in entries])
+    else:
+        for e in entries:
+            print(
+                f"{e.at.isoformat(timespec='seconds')}  {e.actor:10}  {e.action:7}  {e.code or '-':4}  "
+                f"{e.serial or '-':34}  {e.detail}"
+            )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.demo import run_demo
 
@@ -688,6 +825,66 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--limit", type=int, default=100)
     show.add_argument("--after", type=int, default=0, help="start after this sequence number")
 
+    cert = commands.add_parser("cert", help="Certificates: issue, list, show, renew, revoke.").add_subparsers(
+        dest="cert_command", required=True, metavar="SUBCOMMAND"
+    )
+
+    def acting(sub: Any) -> Any:
+        sub.add_argument("--actor", default=default_actor(), help="who acts, for the audit log (default: you)")
+        return sub
+
+    cert_issue = acting(
+        command(
+            cert,
+            "issue",
+            cmd_cert_issue,
+            "Issue a certificate to a registered participant: signing (XML-DSig), tls (client, "
+            "for the broker's EXTERNAL login) or server (the broker's TLS listener). From a "
+            "PEM request with --csr, else the hub makes the key.",
+        )
+    )
+    cert_issue.add_argument("code", metavar="CODE")
+    cert_issue.add_argument("--profile", choices=["signing", "tls", "server"], required=True)
+    cert_issue.add_argument("--csr", metavar="FILE", help="PEM request; its CN must be CODE")
+    cert_issue.add_argument("--out", metavar="FILE", help="where to write the certificate chain (PEM)")
+    cert_issue.add_argument("--p12", metavar="FILE", help="also write a PKCS#12 keystore (needs --passphrase)")
+    cert_issue.add_argument("--passphrase", help="the PKCS#12 keystore's passphrase")
+    cert_issue.add_argument("--dns", action="append", metavar="NAME", help="server profile: a DNS name (repeat)")
+    cert_renew = acting(
+        command(
+            cert,
+            "renew",
+            cmd_cert_renew,
+            "Issue a new certificate for the same participant and profile; the old one stays "
+            "valid until it expires, so both can be used during the overlap.",
+        )
+    )
+    cert_renew.add_argument("serial", metavar="SERIAL")
+    cert_renew.add_argument("--csr", metavar="FILE")
+    cert_renew.add_argument("--out", metavar="FILE")
+    cert_list = command(cert, "list", cmd_cert_list, "List the certificates the hub issued.")
+    cert_list.add_argument("code", metavar="CODE", nargs="?")
+    cert_list.add_argument("--expiring", metavar="DAYS", help="only those valid now that expire within, e.g. 30d")
+    cert_show = command(cert, "show", cmd_cert_show, "Show one certificate: subject, validity, fingerprints, status.")
+    cert_show.add_argument("serial", metavar="SERIAL")
+    cert_revoke = acting(
+        command(
+            cert,
+            "revoke",
+            cmd_cert_revoke,
+            "Revoke a certificate. The hub refuses it from the next message on, the CRL lists "
+            "it, and the broker drops the participant's TLS connections. keyCompromise also "
+            "flags the messages it signed; superseded leaves them valid.",
+        )
+    )
+    cert_revoke.add_argument("serial", metavar="SERIAL")
+    cert_revoke.add_argument("--reason", required=True, choices=list(REVOCATION_REASONS))
+    crl = acting(
+        command(commands, "crl", cmd_crl, "Print the issuing CA's certificate revocation list (PEM).", json_flag=False)
+    )
+    crl.add_argument("--update", action="store_true", help="sign a new CRL first")
+    command(ca, "audit", cmd_ca_audit, "Every action of the certificate authority: who, what, when.")
+
     estimates = commands.add_parser(
         "estimates", help="Estimates and assessments confirmed by the Board."
     ).add_subparsers(dest="estimates_command", required=True, metavar="SUBCOMMAND")
@@ -749,13 +946,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from gateway.broker.management import ManagementError
+    from gateway.security import SecurityError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = Settings()
         return int(args.handler(args, settings))
-    except (CommandError, AdminError, ManagementError, GatewayError, OSError) as exc:
+    except (CommandError, AdminError, SecurityError, ManagementError, GatewayError, OSError) as exc:
         print(f"i2es: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -26,6 +26,16 @@ class Home:
         return self.ca_dir / "anchors.pem"
 
     @property
+    def crl_path(self) -> Path:
+        """The issuing CA's current CRL (PEM): what `i2es crl` prints."""
+        return self.ca_dir / "crl.pem"
+
+    @property
+    def crl_dir(self) -> Path:
+        """The CRL again under its issuer's hash, for a TLS server's CRL check (RabbitMQ)."""
+        return self.ca_dir / "crl.d"
+
+    @property
     def hub_dir(self) -> Path:
         return self.root / "hub"
 

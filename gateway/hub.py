@@ -21,7 +21,8 @@ from gateway.acknowledgement import sign_acknowledgement, sign_notice
 from gateway.envelope import Header
 from gateway.ledger.model import Filing, Finding, Ledger, LedgerEntry, NewEntry, SignedNotice
 from gateway.pipeline import Checks, Directory, Inbound, Verdict, examine, internal_error
-from gateway.rules.record import Notice, OnFile
+from gateway.registry import CertificateRecord
+from gateway.rules.record import CertificateRef, Notice, OnFile
 
 log = structlog.get_logger("i2es.hub")
 
@@ -47,7 +48,19 @@ class NoticeBox(Protocol):
 
     def overdue_pre_export(self, now: datetime) -> list[OnFile]: ...
 
-    def record_deadline_notice(self, notice: SignedNotice, now: datetime) -> None: ...
+    def record_hub_notice(self, notice: SignedNotice, now: datetime) -> None: ...
+
+
+class ExpiryWatch(Protocol):
+    """The certificates the hub issued, and which expiry notices it already sent."""
+
+    def expiring(self, now: datetime, days: int) -> list[CertificateRecord]: ...
+
+    def mark_expiry_noticed(self, serial: str, days: int, now: datetime) -> None: ...
+
+
+# Participants hear of an expiring certificate this many days ahead, once for each.
+EXPIRY_NOTICE_DAYS = (30, 7, 1)
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class Hub:
     outbox: Outbox
     clock: Callable[[], datetime]
     trade: NoticeBox
+    certificates: ExpiryWatch
     _sending: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def handle(self, inbound: Inbound) -> Outcome:
@@ -121,8 +135,29 @@ class Hub:
                 text=f"{overdue.recipient} has not answered pre-export notification {notification.number} by its "
                 f"deadline of {notification.response_deadline.isoformat() if notification.response_deadline else '?'}",
             )
-            self.trade.record_deadline_notice(self._sign_notice(notice, None, now), now)
+            self.trade.record_hub_notice(self._sign_notice(notice, None, now), now)
+        self._notice_expiring_certificates(now)
         return await self.send_notices()
+
+    def _notice_expiring_certificates(self, now: datetime) -> None:
+        noticed: set[str] = set()
+        for days in sorted(EXPIRY_NOTICE_DAYS):  # the tightest window first: one notice, not three at once
+            for record in self.certificates.expiring(now, days):
+                if record.serial not in noticed:
+                    left = (record.not_after - now).days
+                    notice = Notice(
+                        to=record.code,
+                        kind="CERTIFICATE_EXPIRING",
+                        about=CertificateRef(record.serial, record.not_after),
+                        text=f"your {record.profile} certificate {record.serial} expires on "
+                        f"{record.not_after.date().isoformat()} ({left} day(s) left): request a new one "
+                        "(i2es cert renew) and use both until the old one expires",
+                    )
+                    self.trade.record_hub_notice(self._sign_notice(notice, None, now), now)
+                    noticed.add(record.serial)
+                for larger in EXPIRY_NOTICE_DAYS:
+                    if larger >= days:
+                        self.certificates.mark_expiry_noticed(record.serial, larger, now)
 
     async def send_notices(self) -> int:
         """Publish the notices committed but not yet sent (also those left by a stop); returns how many."""
@@ -150,6 +185,7 @@ class Hub:
             reasons=verdict.reasons,
             warnings=verdict.warnings,
             received_at=now,
+            signer_serial=verdict.signer_serial,
         )
 
         def make_ack(sequence: int) -> tuple[str, bytes]:

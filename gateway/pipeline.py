@@ -8,7 +8,7 @@ Every refusal is raised once, where it is found, and turned into a verdict here.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -92,6 +92,7 @@ class Verdict:
     document: bytes = b""
     effects: tuple[Effect, ...] = ()
     notices: tuple[Notice, ...] = ()
+    signer_serial: str | None = None
 
     @property
     def status(self) -> str:
@@ -111,9 +112,30 @@ def examine(inbound: Inbound, checks: Checks, now: datetime) -> Verdict:
         root = read_message(inbound.body, checks.reading)
         claimed = _claimed_header(root)
         verified = verify_envelope(root, checks.trust, now, checks.signature)
-        return _check_verified(inbound, verified, checks, now)
+        verdict = _check_verified(inbound, verified, checks, now)
+        return replace(
+            verdict,
+            signer_serial=f"{verified.signer.serial_number:x}",
+            warnings=verdict.warnings + _expiry_warning(verified, now),
+        )
     except GatewayError as error:
         return Verdict(accepted=False, header=claimed, reasons=(Finding(error.code, error.message),))
+
+
+EXPIRES_SOON = timedelta(days=30)
+
+
+def _expiry_warning(verified: VerifiedMessage, now: datetime) -> tuple[Finding, ...]:
+    not_after = verified.signer.not_valid_after_utc
+    if not_after - now > EXPIRES_SOON:
+        return ()
+    return (
+        Finding(
+            WarningCode.CERTIFICATE_EXPIRES_SOON,
+            f"the signing certificate (serial {verified.signer.serial_number:x}) expires on "
+            f"{not_after.date().isoformat()}: renew it (i2es cert renew)",
+        ),
+    )
 
 
 def _claimed_header(root: etree._Element) -> Header | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -33,7 +33,34 @@ CREATE TABLE IF NOT EXISTS certificates (
     revocation_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_code ON certificates (code);
+CREATE TABLE IF NOT EXISTS ca_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    serial TEXT,
+    code TEXT,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS expiry_notices (
+    serial TEXT NOT NULL,
+    days INTEGER NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (serial, days)
+);
 """
+
+# RFC 5280 reason names, as security teams write them (openssl ca -crl_reason uses the same words).
+REVOCATION_REASONS = (
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+    "privilegeWithdrawn",
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,26 @@ class CertificateRecord:
     fingerprint: str
     revoked_at: datetime | None
     revocation_reason: str | None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return f"revoked ({self.revocation_reason})"
+        if now > self.not_after:
+            return "expired"
+        if now < self.not_before:
+            return "not yet valid"
+        return "valid"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    serial: str | None
+    code: str | None
+    detail: str
 
 
 def serial_hex(serial: int) -> str:
@@ -110,7 +157,7 @@ class Registry:
             ),
         )
 
-    def certificates(self, code: str | None = None) -> list[CertificateRecord]:
+    def certificates(self, code: str | None = None, serial: str | None = None) -> list[CertificateRecord]:
         query = (
             "SELECT serial, code, profile, subject, not_before, not_after, fingerprint, revoked_at, "
             "revocation_reason FROM certificates"
@@ -119,6 +166,9 @@ class Registry:
         if code is not None:
             query += " WHERE code = ?"
             args = (code,)
+        elif serial is not None:
+            query += " WHERE serial = ?"
+            args = (serial.lower().lstrip("0") or "0",)
         rows = self._db.execute(query + " ORDER BY issued_at", args).fetchall()
         return [
             CertificateRecord(
@@ -128,13 +178,72 @@ class Registry:
             for r in rows
         ]  # fmt: skip
 
-    def revoke_participant(self, code: str, reason: str, now: datetime) -> int:
-        """Revoke every certificate of ``code``; returns how many were newly revoked."""
+    def certificate_pem(self, serial: str) -> str | None:
+        row = self._db.execute("SELECT pem FROM certificates WHERE serial = ?", (serial,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def revoke_participant(self, code: str, reason: str, now: datetime) -> list[str]:
+        """Revoke every certificate of ``code``; returns the serials newly revoked."""
+        serials = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT serial FROM certificates WHERE code = ? AND revoked_at IS NULL", (code,)
+            ).fetchall()
+        ]
+        for serial in serials:
+            self.revoke(serial, reason, now)
+        return serials
+
+    def revoke(self, serial: str, reason: str, now: datetime) -> bool:
+        """Revoke one certificate; False if it was revoked already."""
         cursor = self._db.execute(
-            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE code = ? AND revoked_at IS NULL",
-            (now.isoformat(), reason, code),
+            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL",
+            (now.isoformat(), reason, serial),
         )
-        return cursor.rowcount
+        return cursor.rowcount == 1
+
+    def revoked(self) -> list[tuple[int, datetime, str]]:
+        """Every revoked certificate: serial, when, why (for the CRL)."""
+        rows = self._db.execute(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates WHERE revoked_at IS NOT NULL"
+        ).fetchall()
+        return [(int(r[0], 16), datetime.fromisoformat(r[1]), r[2]) for r in rows]
+
+    def audit(self, actor: str, action: str, detail: str, now: datetime, serial: str | None = None,
+              code: str | None = None) -> None:  # fmt: skip
+        """Record a certificate authority action: who did what, to which certificate, when."""
+        self._db.execute(
+            "INSERT INTO ca_audit (at, actor, action, serial, code, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (now.isoformat(), actor, action, serial, code, detail),
+        )
+
+    def audit_entries(self) -> list[AuditEntry]:
+        rows = self._db.execute("SELECT id, at, actor, action, serial, code, detail FROM ca_audit ORDER BY id")
+        return [AuditEntry(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    def next_crl_number(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM ca_audit WHERE action = 'crl'").fetchone()
+        return int(row[0]) + 1
+
+    def expiring(self, now: datetime, days: int) -> list[CertificateRecord]:
+        """Valid, unrevoked certificates of participants that expire within ``days`` and were not noticed yet."""
+        return [
+            c
+            for c in self.certificates()
+            if c.revoked_at is None
+            and c.code != "HUB"
+            and now < c.not_after <= now + timedelta(days=days)
+            and self._db.execute(
+                "SELECT 1 FROM expiry_notices WHERE serial = ? AND days = ?", (c.serial, days)
+            ).fetchone()
+            is None
+        ]
+
+    def mark_expiry_noticed(self, serial: str, days: int, now: datetime) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO expiry_notices (serial, days, sent_at) VALUES (?, ?, ?)",
+            (serial, days, now.isoformat()),
+        )
 
     def is_revoked(self, serial: int) -> bool:
         row = self._db.execute(

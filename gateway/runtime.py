@@ -50,6 +50,7 @@ class HubParts:
             outbox=outbox,
             clock=utc_now,
             trade=self.ledger.trade,
+            certificates=self.registry,
         )
 
     def close(self) -> None:

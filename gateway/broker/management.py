@@ -34,9 +34,13 @@ class Management:
             password=urllib.parse.unquote(parsed.password or "guest"),
         )
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}/api/{path}", data=data, method=method)  # noqa: S310
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         request.add_header("Content-Type", "application/json")
@@ -95,3 +99,12 @@ class Management:
 
     def connections(self) -> Any:
         return self._request("GET", "connections")
+
+    def close_connections(self, user: str, reason: str) -> int:
+        """Close every connection of ``user``; returns how many were closed."""
+        closed = 0
+        for connection in self.connections() or []:
+            if connection.get("user") == user:
+                self._request("DELETE", f"connections/{self._q(connection['name'])}", None, {"X-Reason": reason})
+                closed += 1
+        return closed

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from gateway.rules.documents import Reference
-from gateway.rules.record import Effect
+from gateway.rules.record import CertificateRef, Effect
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class NewEntry:
     reasons: tuple[Finding, ...]
     warnings: tuple[Finding, ...]
     received_at: datetime
+    signer_serial: str | None  # the verified signer's certificate, hexadecimal
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class LedgerEntry(NewEntry):
     routed_at: datetime | None
     delivery_status: str | None
     delivery_status_at: datetime | None
+    flag: str | None  # KEY_COMPROMISE once the signer's key is reported compromised
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class SignedNotice:
     message_id: str
     to: str
     kind: str
-    about: Reference
+    about: Reference | CertificateRef
     body: bytes
 
 
@@ -86,6 +88,8 @@ class Ledger(Protocol):
     def mark_routed(self, sequence: int, at: datetime) -> None: ...
 
     def record_delivery_status(self, sequence: int, status: str, at: datetime) -> None: ...
+
+    def flag_signed_by(self, serial: str, flag: str) -> int: ...
 
     def entries(self, limit: int = 100, after: int = 0) -> Sequence[LedgerEntry]: ...
 

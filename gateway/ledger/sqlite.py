@@ -31,12 +31,17 @@ CREATE TABLE IF NOT EXISTS messages (
     ack BLOB NOT NULL,
     routed_at TEXT,
     delivery_status TEXT,
-    delivery_status_at TEXT
+    delivery_status_at TEXT,
+    signer_serial TEXT,
+    flag TEXT
 );
 -- A MessageId is accepted once, ever: the contract's key for at-least-once delivery.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_accepted_id ON messages (message_id) WHERE status = 'ACCEPTED';
 CREATE INDEX IF NOT EXISTS messages_digest ON messages (digest);
 """
+
+# Columns added after the first release of the schema, for ledgers created before them.
+ADDED_COLUMNS = {"signer_serial": "TEXT", "flag": "TEXT"}
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -65,13 +70,13 @@ def _instant(text: str | None) -> datetime | None:
 _COLUMNS = (
     "sequence, message_id, broker_user, sender, recipient, type, conversation_id, ref_to_message_id, "
     "digest, body, status, reasons, warnings, received_at, ack_id, ack, routed_at, delivery_status, "
-    "delivery_status_at"
+    "delivery_status_at, signer_serial, flag"
 )
 
 
 def _entry(row: sqlite3.Row | tuple[object, ...]) -> LedgerEntry:
     (seq, mid, user, sender, recipient, type_, conv, ref, digest, body, status, reasons, warnings,
-     received, ack_id, ack, routed, dstatus, dstatus_at) = row  # fmt: skip
+     received, ack_id, ack, routed, dstatus, dstatus_at, signer, flag) = row  # fmt: skip
     return LedgerEntry(
         sequence=int(str(seq)),
         message_id=mid,  # type: ignore[arg-type]
@@ -92,6 +97,8 @@ def _entry(row: sqlite3.Row | tuple[object, ...]) -> LedgerEntry:
         routed_at=_instant(routed),  # type: ignore[arg-type]
         delivery_status=dstatus,  # type: ignore[arg-type]
         delivery_status_at=_instant(dstatus_at),  # type: ignore[arg-type]
+        signer_serial=signer,  # type: ignore[arg-type]
+        flag=flag,  # type: ignore[arg-type]
     )
 
 
@@ -102,6 +109,10 @@ class SqliteLedger:
         self.path = path
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
         self._trade = SqliteTradeRecord(self._db)
 
     @property
@@ -115,8 +126,8 @@ class SqliteLedger:
         try:
             cursor = db.execute(
                 "INSERT INTO messages (message_id, broker_user, sender, recipient, type, conversation_id, "
-                "ref_to_message_id, digest, body, status, reasons, warnings, received_at, ack_id, ack) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', x'')",
+                "ref_to_message_id, digest, body, status, reasons, warnings, received_at, signer_serial, ack_id, ack) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', x'')",
                 (
                     entry.message_id,
                     entry.broker_user,
@@ -131,6 +142,7 @@ class SqliteLedger:
                     _findings(entry.reasons),
                     _findings(entry.warnings),
                     entry.received_at.isoformat(),
+                    entry.signer_serial,
                 ),
             )
             sequence = int(cursor.lastrowid or 0)
@@ -156,6 +168,7 @@ class SqliteLedger:
             routed_at=None,
             delivery_status=None,
             delivery_status_at=None,
+            flag=None,
         )
 
     def _one(self, where: str, args: tuple[object, ...]) -> LedgerEntry | None:
@@ -182,6 +195,11 @@ class SqliteLedger:
             "UPDATE messages SET delivery_status = ?, delivery_status_at = ? WHERE sequence = ?",
             (status, at.isoformat(), sequence),
         )
+
+    def flag_signed_by(self, serial: str, flag: str) -> int:
+        """Flag every message signed with the certificate ``serial``; returns how many."""
+        cursor = self._db.execute("UPDATE messages SET flag = ? WHERE signer_serial = ?", (flag, serial))
+        return cursor.rowcount
 
     def entries(self, limit: int = 100, after: int = 0) -> Sequence[LedgerEntry]:
         rows = self._db.execute(

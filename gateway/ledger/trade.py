@@ -17,6 +17,7 @@ from gateway.reading import parse_xml
 from gateway.rules.documents import EXPORT, IMPORT, PRE_EXPORT, Authorization, Reference, read_document
 from gateway.rules.record import (
     CancelAuthorization,
+    CertificateRef,
     Effect,
     FileAuthorization,
     FileClarification,
@@ -313,21 +314,31 @@ class SqliteTradeRecord:
         )
 
     def record_notice(
-        self, sequence: int, message_id: str, to: str, kind: str, about: Reference, body: bytes, now: datetime
+        self,
+        sequence: int,
+        message_id: str,
+        to: str,
+        kind: str,
+        about: Reference | CertificateRef,
+        body: bytes,
+        now: datetime,
     ) -> None:
         """Keep a signed Notice before it is sent; ``sequence`` is the ledger entry that caused it."""
         self._db.execute(
             "INSERT INTO notices (message_id, to_code, kind, about, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (message_id, to, kind, str(about), body, now.isoformat()),
         )
-        _event(self._db, sequence, about, f"NOTICE {kind}", message_id, f"to {to}")
+        if isinstance(about, Reference):
+            _event(self._db, sequence, about, f"NOTICE {kind}", message_id, f"to {to}")
 
-    def record_deadline_notice(self, notice: SignedNotice, now: datetime) -> None:
-        """Keep a deadline notice and mark its notification as noticed, in one transaction."""
+    def record_hub_notice(self, notice: SignedNotice, now: datetime) -> None:
+        """Keep a notice the hub sends on its own (a deadline passed, a certificate expiring) until it is sent;
+        for a deadline, mark the notification as noticed in the same transaction."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self.record_notice(0, notice.message_id, notice.to, notice.kind, notice.about, notice.body, now)
-            self.mark_deadline_notice(notice.about, now)
+            if isinstance(notice.about, Reference):
+                self.mark_deadline_notice(notice.about, now)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -48,12 +49,23 @@ class TradeView(Protocol):
 
 
 @dataclass(frozen=True)
+class CertificateRef:
+    """What a certificate notice is about: the certificate's serial (hexadecimal) and end of validity."""
+
+    serial: str
+    not_after: datetime
+
+    def __str__(self) -> str:
+        return f"certificate {self.serial} (valid until {self.not_after.isoformat()})"
+
+
+@dataclass(frozen=True)
 class Notice:
     """A Notice the hub sends on its own (section 6)."""
 
     to: str
     kind: str
-    about: Reference
+    about: Reference | CertificateRef
     text: str
     details: str | None = None
 

@@ -39,7 +39,7 @@ def file(ledger: SqliteLedger, document: etree._Element, sender: str, recipient:
         assert refusal.code is ReasonCode.ESTIMATE_EXCEEDED
         return False
     entry = NewEntry(None, sender, sender, recipient, etree.QName(document).localname, None, None, "0", b"",
-                     "ACCEPTED", (), outcome.warnings, NOW)  # fmt: skip
+                     "ACCEPTED", (), outcome.warnings, NOW, None)  # fmt: skip
     ledger.append(entry, lambda _: ("ack", b""), Filing(etree.tostring(document), outcome.effects))
     return True
 

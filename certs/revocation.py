@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,9 @@ def write_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, pat
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pem)
     hash_dir.mkdir(parents=True, exist_ok=True)
-    # The name OpenSSL's c_rehash gives it, which Erlang's ssl_crl_hash_dir looks up.
-    issuer_hash = crypto.X509.from_cryptography(issuer).get_subject().hash()
+    # The name OpenSSL's c_rehash gives it, which Erlang's ssl_crl_hash_dir looks up. Only pyOpenSSL exposes
+    # OpenSSL's subject hash (a SHA-1 over a canonical form of the name); its X509 API is deprecated, not gone.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        issuer_hash = crypto.X509.from_cryptography(issuer).get_subject().hash()
     (hash_dir / f"{issuer_hash:08x}.r0").write_bytes(pem)

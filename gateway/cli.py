@@ -433,6 +433,8 @@ def ledger_rows(entries: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
             "delivery": e.delivery_status,
             "reasons": [f.code for f in e.reasons],
             "warnings": [f.code for f in e.warnings],
+            "signer_serial": e.signer_serial,
+            "flag": e.flag,
         }
         for e in entries
     ]
@@ -441,7 +443,7 @@ def ledger_rows(entries: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
 def format_ledger(rows: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'#':>4}  {'status':8}  {'type':21}  {'from':4}  {'to':3}  {'delivery':8}  reasons/warnings"]
     for r in rows:
-        notes = ", ".join(r["reasons"] + r["warnings"])
+        notes = ", ".join(r["reasons"] + r["warnings"] + ([f"FLAGGED {r['flag']}"] if r.get("flag") else []))
         lines.append(
             f"{r['sequence']:>4}  {r['status']:8}  {r['type'] or '?':21}  {r['from'] or '?':4}  "
             f"{r['to'] or '-':3}  {r['delivery'] or '-':8}  {notes}"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,36 +13,10 @@ import pytest
 
 from gateway.admin import management
 from gateway.settings import Settings
+from tests.support.cli import I2ES, Cli
 from tests.support.pki import EXAMPLES
 
 pytestmark = pytest.mark.broker
-
-I2ES = [sys.executable, "-m", "gateway.cli"]
-
-
-class Cli:
-    def __init__(self, home: Path, vhost: str) -> None:
-        self.env = {**os.environ, "I2ES_HOME": str(home), "I2ES_VHOST": vhost, "I2ES_LOG_FORMAT": "json"}
-        self.home = home
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*I2ES, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"i2es {' '.join(args)} exited {result.returncode}: {result.stdout} {result.stderr}")
-        return result
-
-    def start_hub(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [*I2ES, "gateway", "run"], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
-
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    vhost = f"i2es-cli-{uuid.uuid4().hex[:8]}"
-    tool = Cli(tmp_path_factory.mktemp("cli-home"), vhost)
-    yield tool
-    management(Settings(vhost=vhost)).delete_vhost(vhost)
 
 
 @pytest.fixture(scope="module")

@@ -106,7 +106,9 @@ def test_a_message_id_already_accepted_is_a_duplicate(pki: Pki, checks: Checks, 
     data = signed("ExportAuthorization", pki.signers["DE"])
     header = header_of(data)
     ledger = SqliteLedger(tmp_path / "hub.sqlite")
-    entry = NewEntry(header.message_id, "DE", "DE", "CH", header.type, None, None, "00", data, "ACCEPTED", (), (), NOW, None)
+    entry = NewEntry(
+        header.message_id, "DE", "DE", "CH", header.type, None, None, "00", data, "ACCEPTED", (), (), NOW, None
+    )
     ledger.append(entry, lambda seq: ("ack", b"<ack/>"))
     ledger.close()
     other = signed("ExportAuthorization", pki.signers["DE"], message_id=header.message_id)

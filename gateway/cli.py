@@ -688,6 +688,26 @@ def cmd_crl(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_hsm_init(args: argparse.Namespace, settings: Settings) -> int:
+    from certs.pkcs11 import TokenError
+    from gateway.security import describe, init_token
+
+    if not settings.pkcs11_pin:
+        raise CommandError("set I2ES_PKCS11_PIN to the token's user PIN (it is never taken on the command line)")
+    try:
+        certificate = init_token(settings, _now(), actor=args.actor)
+    except TokenError as exc:
+        raise CommandError(str(exc)) from None
+    summary = describe(certificate) | {
+        "token": settings.pkcs11_token,
+        "key_label": settings.pkcs11_key_label,
+        "certificate_chain": str(Home(settings.home).hub_token_chain),
+        "to_use_it": "I2ES_SIGNER=pkcs11 i2es gateway run",
+    }
+    _print_summary(summary, args.json, "the hub's signing key is in the token; its certificate is issued")
+    return 0
+
+
 def cmd_ca_audit(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.registry import Registry
 
@@ -886,6 +906,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crl.add_argument("--update", action="store_true", help="sign a new CRL first")
     command(ca, "audit", cmd_ca_audit, "Every action of the certificate authority: who, what, when.")
+    hsm = commands.add_parser("hsm", help="The hub's signing key in a PKCS#11 token.").add_subparsers(
+        dest="hsm_command", required=True, metavar="SUBCOMMAND"
+    )
+    acting(
+        command(
+            hsm,
+            "init",
+            cmd_hsm_init,
+            "Generate the hub's signing key in the token named by I2ES_PKCS11_TOKEN (library "
+            "I2ES_PKCS11_MODULE, PIN I2ES_PKCS11_PIN) unless it has one, and issue its certificate. "
+            "Then run the hub with I2ES_SIGNER=pkcs11.",
+        )
+    )
 
     estimates = commands.add_parser(
         "estimates", help="Estimates and assessments confirmed by the Board."

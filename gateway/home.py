@@ -60,6 +60,11 @@ class Home:
     def anchors(self) -> list[x509.Certificate]:
         return read_certificates(self.anchors_path)
 
+    @property
+    def hub_token_chain(self) -> Path:
+        """The certificate chain of the hub's signing key kept in a PKCS#11 token."""
+        return self.hub_dir / "pkcs11.pem"
+
     def hub_signer(self) -> FileSigner:
         return FileSigner.load(self.hub_dir / "signing.key", self.hub_dir / "signing.pem")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from certs.pkcs11 import TokenConfig, TokenSigner
+from certs.signer import Signer
 from certs.trust import TrustStore
 from gateway.home import Home
 from gateway.hub import Hub, Outbox
@@ -13,6 +15,10 @@ from gateway.reading import ReadingPolicy
 from gateway.registry import Registry
 from gateway.rules.substances import Catalogue
 from gateway.settings import Settings
+
+
+def token_config(settings: Settings) -> TokenConfig:
+    return TokenConfig(settings.pkcs11_module, settings.pkcs11_token, settings.pkcs11_pin, settings.pkcs11_key_label)
 
 
 def utc_now() -> datetime:
@@ -29,7 +35,9 @@ class HubParts:
         self.settings = settings
         self.ledger = SqliteLedger(settings.ledger_path)
         self.registry = Registry(settings.ledger_path)
-        self.signer = home.hub_signer()
+        self.signer: Signer = home.hub_signer()
+        if settings.signer == "pkcs11":
+            self.signer = TokenSigner.open(token_config(settings), home.hub_token_chain)
         self.checks = Checks(
             reading=ReadingPolicy.load(settings.schema_dir, settings.max_message_bytes),
             trust=TrustStore(tuple(home.anchors()), revocations=self.registry),
@@ -54,5 +62,7 @@ class HubParts:
         )
 
     def close(self) -> None:
+        if isinstance(self.signer, TokenSigner):
+            self.signer.close()
         self.ledger.close()
         self.registry.close()

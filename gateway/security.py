@@ -193,6 +193,28 @@ def publish_crl(settings: Settings, now: datetime, *, actor: str) -> x509.Certif
     return crl
 
 
+def init_token(settings: Settings, now: datetime, *, actor: str) -> x509.Certificate:
+    """Make (or find) the hub's signing key in the PKCS#11 token and issue its certificate."""
+    from certs.pkcs11 import ensure_key
+    from gateway.runtime import token_config
+
+    home = _home(settings)
+    authority = home.authority()
+    public = ensure_key(token_config(settings))
+    certificate = authority.issue(public, "HUB", "I2ES Hub", Profile.SIGNING, now)
+    write_certificates(home.hub_token_chain, [certificate, authority.issuing])
+    registry = Registry(settings.ledger_path)
+    try:
+        registry.record_certificate(certificate, Profile.SIGNING, now)
+        registry.audit(
+            actor, "issue", f"hub signing certificate for key {settings.pkcs11_key_label!r} in token "
+            f"{settings.pkcs11_token!r}", now, serial=serial_hex(certificate.serial_number), code="HUB",
+        )  # fmt: skip
+    finally:
+        registry.close()
+    return certificate
+
+
 def describe(certificate: x509.Certificate) -> dict[str, str]:
     from cryptography.hazmat.primitives import hashes
 

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     prefetch: int = 64
     schedule_seconds: float = Field(default=30.0, description="how often the hub checks deadlines")
     log_format: str = Field(default="auto", description="json, console or auto (console on a terminal)")
+    signer: str = Field(default="file", description="where the hub's signing key is: file or pkcs11")
+    pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
+    pkcs11_token: str = "i2es-hub"  # noqa: S105 - the token's label, not a secret
+    pkcs11_pin: str = Field(default="", repr=False)
+    pkcs11_key_label: str = "i2es-hub"
 
     @property
     def replay_window(self) -> timedelta:

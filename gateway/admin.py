@@ -39,7 +39,18 @@ def vhost_url(settings: Settings, user: str | None = None, password: str | None 
     if user is not None:
         host = netloc.rsplit("@", 1)[-1]
         netloc = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password or '', safe='')}@{host}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, "/" + urllib.parse.quote(settings.vhost, safe=""), "", ""))
+    path = "/" + urllib.parse.quote(settings.vhost, safe="")
+    # The query carries TLS and login options (cafile, certfile, keyfile, auth=external): keep it.
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+
+def hub_broker_user(settings: Settings) -> str:
+    """The broker user the hub connects as: the URL's, or with a certificate login (EXTERNAL) its CN, HUB."""
+    parts = urllib.parse.urlsplit(settings.broker_url)
+    query = urllib.parse.parse_qs(parts.query)
+    if query.get("auth", [""])[0].lower() == "external":
+        return "HUB"
+    return urllib.parse.unquote(parts.username or "guest")
 
 
 def management(settings: Settings) -> Management:
@@ -80,8 +91,28 @@ def initialize(settings: Settings, now: datetime) -> InitReport:
     admin = management(settings)
     admin.put_vhost(settings.vhost)
     admin.put_permissions(settings.vhost, admin.user, ".*", ".*", ".*")
+    hub_user = hub_broker_user(settings)
+    if hub_user != admin.user:
+        admin.put_user(hub_user, None)  # certificate login only: it has no password
+        admin.put_permissions(settings.vhost, hub_user, ".*", ".*", ".*")
     asyncio.run(_declare_hub(settings))
+    _grant_registered(settings, home, admin)
     return InitReport(home.root, created_ca, created_hub, settings.vhost)
+
+
+def _grant_registered(settings: Settings, home: Home, admin: Management) -> None:
+    """Give every registered participant its broker user and queue, e.g. on a new broker (TLS, a cluster)."""
+    registry = Registry(settings.ledger_path)
+    try:
+        codes = [p.code for p in registry.participants()]
+    finally:
+        registry.close()
+    topology = Topology(settings.vhost, settings.delivery_limit)
+    for code in codes:
+        password_file = home.password_file(code)
+        password = password_file.read_text().strip() if password_file.exists() else None
+        topology.grant_participant(admin, code, password)
+        asyncio.run(_declare_participant(settings, code))
 
 
 async def _declare_hub(settings: Settings) -> None:

@@ -708,6 +708,27 @@ def cmd_hsm_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_broker_tls(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.broker.tls import write_tls_broker
+
+    _initialized_home(settings)
+    broker = write_tls_broker(
+        settings, Path(args.out), _now(), actor=args.actor, host=args.host, port=args.port,
+        management_port=args.management_port, bind=args.bind,
+    )  # fmt: skip
+    home = Home(settings.home)
+    summary = {
+        "rabbitmq_conf": str(broker.config),
+        "advanced_config": str(broker.advanced_config),
+        "enabled_plugins": str(broker.plugins),
+        "hub_broker_url": broker.url(home.hub_dir / "tls.pem", home.hub_dir / "tls.key"),
+        "management_url": f"http://127.0.0.1:{broker.management_port}",
+        "participant_url": broker.url(Path("CODE-tls.pem"), Path("CODE-tls.key"), settings.vhost),
+    }
+    _print_summary(summary, args.json, "TLS broker configuration written; run the hub with the URLs below")
+    return 0
+
+
 def cmd_ca_audit(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.registry import Registry
 
@@ -906,6 +927,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crl.add_argument("--update", action="store_true", help="sign a new CRL first")
     command(ca, "audit", cmd_ca_audit, "Every action of the certificate authority: who, what, when.")
+    broker = commands.add_parser("broker", help="The broker's configuration.").add_subparsers(
+        dest="broker_command", required=True, metavar="SUBCOMMAND"
+    )
+    tls = acting(
+        command(
+            broker,
+            "tls-config",
+            cmd_broker_tls,
+            "Write a RabbitMQ configuration for production: TLS only, a server certificate from the "
+            "hub CA, verify_peer and fail_if_no_peer_cert, the CRL check, and certificate login "
+            "(SASL EXTERNAL, the user is the certificate's CN). Issues the server certificate and "
+            "the hub's own client certificate.",
+        )
+    )
+    tls.add_argument("--out", required=True, metavar="DIR")
+    tls.add_argument("--host", default="localhost", help="the broker's host name, in its certificate")
+    tls.add_argument("--port", type=int, default=5671)
+    tls.add_argument("--bind", default="127.0.0.1", help="address the TLS listener binds")
+    tls.add_argument("--management-port", type=int, default=15672)
     hsm = commands.add_parser("hsm", help="The hub's signing key in a PKCS#11 token.").add_subparsers(
         dest="hsm_command", required=True, metavar="SUBCOMMAND"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,10 @@ from gateway.home import Home
 from gateway.ledger.sqlite import SqliteLedger
 from gateway.registry import CertificateRecord, Registry, serial_hex
 from gateway.settings import Settings
+
+
+# How often the TLS broker's management API refreshes its list of connections (see gateway/broker/tls.py).
+STATISTICS_INTERVAL = 1.5
 
 
 class SecurityError(RuntimeError):
@@ -172,10 +177,16 @@ def _drop_connections(settings: Settings, user: str) -> int:
     from gateway.admin import management
 
     admin: Management = management(settings)
+    closed = 0
     try:
-        return admin.close_connections(user, reason="certificate revoked")
+        # Twice, a statistics interval apart: a connection opened just before is listed only after it.
+        for attempt in range(2):
+            if attempt:
+                time.sleep(STATISTICS_INTERVAL)
+            closed += admin.close_connections(user, reason="certificate revoked")
     except ManagementError:
-        return 0
+        pass
+    return closed
 
 
 def publish_crl(settings: Settings, now: datetime, *, actor: str) -> x509.CertificateRevocationList:

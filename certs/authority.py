@@ -46,9 +46,21 @@ class Profile(enum.StrEnum):
     TLS_SERVER = "server"
 
 
+CA_KEY_TYPES = ("p384", "rsa3072", "rsa4096")
+
+
+def ca_key(key_type: str) -> PrivateKey:
+    """A CA key: ECDSA P-384 by default, RSA of 3072 or 4096 bits on request."""
+    if key_type == "p384":
+        return generate_key(ec.SECP384R1())
+    if key_type in ("rsa3072", "rsa4096"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    raise ValueError(f"unknown CA key type {key_type!r}: use one of {', '.join(CA_KEY_TYPES)}")
+
+
 def random_serial() -> int:
-    # 128 random bits, top bit cleared so the DER integer stays positive in 16 bytes.
-    return secrets.randbits(127) | 1
+    # 128 random bits (RFC 5280 allows up to 20 octets); never zero, which is not a valid serial.
+    return secrets.randbits(128) or 1
 
 
 def _name(common: str, organization: str) -> x509.Name:
@@ -111,12 +123,14 @@ class CertificateAuthority:
         return [self.root, self.issuing]
 
     @classmethod
-    def create(cls, organization: str, now: datetime) -> tuple[CertificateAuthority, PrivateKey]:
+    def create(
+        cls, organization: str, now: datetime, key_type: str = "p384"
+    ) -> tuple[CertificateAuthority, PrivateKey]:
         """A new root and issuing CA. Returns the CA and the root's key (to be kept offline)."""
-        root_key = generate_key(ec.SECP384R1())
+        root_key = ca_key(key_type)
         root_name = _name(f"{organization} Root CA", organization)
         root = _ca_certificate(root_name, root_key.public_key(), root_name, root_key, now, ROOT_LIFETIME, 1)
-        issuing_key = generate_key(ec.SECP384R1())
+        issuing_key = ca_key(key_type)
         issuing = _ca_certificate(
             _name(f"{organization} Issuing CA", organization),
             issuing_key.public_key(),

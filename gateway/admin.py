@@ -65,15 +65,25 @@ class InitReport:
     vhost: str
 
 
-def initialize(settings: Settings, now: datetime) -> InitReport:
-    """Create what is missing (CA, hub certificate, ledger, broker topology); keep what exists."""
+def initialize(
+    settings: Settings, now: datetime, *, ca_key_type: str = "p384", root_key_out: Path | None = None
+) -> InitReport:
+    """Create what is missing (CA, hub certificate, ledger, broker topology); keep what exists.
+
+    ``root_key_out`` writes the root CA's key there instead of the state folder, to be taken offline.
+    """
     home = Home(settings.home)
     home.root.mkdir(parents=True, exist_ok=True)
     os.chmod(home.root, 0o700)
     created_ca = not (home.ca_dir / "issuing.key").exists()
     if created_ca:
-        authority, root_key = CertificateAuthority.create(HUB_ORGANIZATION, now)
-        authority.save(home.ca_dir, root_key)
+        authority, root_key = CertificateAuthority.create(HUB_ORGANIZATION, now, ca_key_type)
+        if root_key_out is not None:
+            # The root signs only the issuing CA: the hub never needs its key again.
+            write_private_key(root_key_out, root_key)
+            authority.save(home.ca_dir)
+        else:
+            authority.save(home.ca_dir, root_key)
         write_certificates(home.anchors_path, authority.anchors)
     authority = home.authority()
     registry = Registry(settings.ledger_path)

@@ -48,7 +48,9 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    report = initialize(settings, _now())
+    report = initialize(
+        settings, _now(), ca_key_type=args.ca_key, root_key_out=Path(args.root_key_out) if args.root_key_out else None
+    )
     if args.json:
         _print_json(report.__dict__)
     else:
@@ -773,12 +775,23 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON for scripts")
         return sub
 
-    command(
+    init = command(
         commands,
         "init",
         cmd_init,
         "Create the hub CA, the hub's signing certificate, the ledger and "
         "the broker topology. Safe to run again: it keeps what exists.",
+    )
+    init.add_argument(
+        "--ca-key",
+        choices=["p384", "rsa3072", "rsa4096"],
+        default="p384",
+        help="key type of a new root and issuing CA (default: ECDSA P-384)",
+    )
+    init.add_argument(
+        "--root-key-out",
+        metavar="FILE",
+        help="write a new root CA's key to FILE (e.g. removable media), not to the state folder",
     )
 
     ca = commands.add_parser("ca", help="The hub's certificate authority.").add_subparsers(

@@ -23,7 +23,6 @@ from gateway.ledger.sqlite import SqliteLedger
 from gateway.registry import CertificateRecord, Registry, serial_hex
 from gateway.settings import Settings
 
-
 # How often the TLS broker's management API refreshes its list of connections (see gateway/broker/tls.py).
 STATISTICS_INTERVAL = 1.5
 

@@ -160,3 +160,26 @@ def test_every_ca_action_is_in_the_audit_log_with_who_and_when(cli: Cli, hub: su
     assert {"issue", "renew", "revoke", "crl"} <= set(actions)
     assert entries[-1]["actor"] == "security-officer-2" and entries[-1]["action"] == "crl"
     assert all(e["at"] and e["actor"] for e in entries)
+
+
+def test_init_can_write_the_root_key_elsewhere_and_make_an_rsa_ca(tmp_path: Path) -> None:
+    from tests.support.cli import cli_fixture
+
+    class Factory:
+        def mktemp(self, name: str) -> Path:
+            path = tmp_path / name
+            path.mkdir()
+            return path
+
+    tools = cli_fixture(Factory())  # type: ignore[arg-type]
+    cli = next(tools)
+    try:
+        offline = tmp_path / "removable" / "root.key"
+        cli("init", "--ca-key", "rsa3072", "--root-key-out", str(offline))
+        assert offline.exists() and not (cli.home / "ca" / "root.key").exists()
+        root = openssl("x509", "-in", str(cli.home / "ca" / "root.pem"), "-noout", "-text").stdout
+        assert "Public-Key: (3072 bit)" in root
+        key = openssl("pkey", "-in", str(offline), "-pubout").stdout
+        assert key == openssl("x509", "-in", str(cli.home / "ca" / "root.pem"), "-noout", "-pubkey").stdout
+    finally:
+        next(tools, None)

@@ -142,6 +142,16 @@ class CertificateAuthority:
         )
         return cls(root=root, issuing=issuing, issuing_key=issuing_key), root_key
 
+    def with_new_issuing(self, root_key: PrivateKey, now: datetime, key_type: str = "p384") -> CertificateAuthority:
+        """A new issuing CA under the same root (the root's key comes back from offline for this only)."""
+        if root_key.public_key() != self.root.public_key():
+            raise ValueError("that key is not the root CA's key")
+        issuing_key = ca_key(key_type)
+        issuing = _ca_certificate(
+            self.issuing.subject, issuing_key.public_key(), self.root.subject, root_key, now, ISSUING_LIFETIME, 0
+        )
+        return CertificateAuthority(root=self.root, issuing=issuing, issuing_key=issuing_key)
+
     def save(self, folder: Path, root_key: PrivateKey | None = None) -> None:
         write_certificates(folder / "root.pem", [self.root])
         write_certificates(folder / "issuing.pem", [self.issuing])

@@ -731,6 +731,16 @@ def cmd_broker_tls(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ca_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.security import describe, rotate_issuing
+
+    authority = rotate_issuing(settings, Path(args.root_key), _now(), actor=args.actor)
+    _print_summary(describe(authority.issuing), args.json,
+                   "new issuing CA; the old one stays in the anchors (i2es ca show) until its certificates are "
+                   "replaced")  # fmt: skip
+    return 0
+
+
 def cmd_ca_audit(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.registry import Registry
 
@@ -940,6 +950,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crl.add_argument("--update", action="store_true", help="sign a new CRL first")
     command(ca, "audit", cmd_ca_audit, "Every action of the certificate authority: who, what, when.")
+    rotate = acting(
+        command(
+            ca,
+            "rotate-issuing",
+            cmd_ca_rotate,
+            "Make a new issuing CA under the root, with the root's key brought back from offline; "
+            "new certificates come from it, those of the old one stay valid.",
+        )
+    )
+    rotate.add_argument("--root-key", required=True, metavar="FILE", help="the root CA's private key (PEM)")
     broker = commands.add_parser("broker", help="The broker's configuration.").add_subparsers(
         dest="broker_command", required=True, metavar="SUBCOMMAND"
     )

@@ -203,6 +203,32 @@ def publish_crl(settings: Settings, now: datetime, *, actor: str) -> x509.Certif
     return crl
 
 
+def rotate_issuing(settings: Settings, root_key_path: Path, now: datetime, *, actor: str) -> CertificateAuthority:
+    """Replace the issuing CA by a new one under the same root; the old one stays a trust anchor until removed."""
+    from certs.keys import read_private_key
+
+    home = _home(settings)
+    old = home.authority()
+    try:
+        new = old.with_new_issuing(read_private_key(root_key_path), now)
+    except ValueError as exc:
+        raise SecurityError(f"{root_key_path}: {exc}") from None
+    retired = serial_hex(old.issuing.serial_number)
+    write_certificates(home.ca_dir / f"issuing-{retired}.pem", [old.issuing])
+    write_private_key(home.ca_dir / f"issuing-{retired}.key", old.issuing_key)
+    new.save(home.ca_dir)
+    # The root first, then the issuing CAs, newest first: certificates of either still chain.
+    write_certificates(home.anchors_path, [new.root, new.issuing, old.issuing])
+    registry = Registry(settings.ledger_path)
+    try:
+        registry.audit(
+            actor, "rotate", f"new issuing CA {serial_hex(new.issuing.serial_number)} replaces {retired}", now
+        )
+    finally:
+        registry.close()
+    return new
+
+
 def init_token(settings: Settings, now: datetime, *, actor: str) -> x509.Certificate:
     """Make (or find) the hub's signing key in the PKCS#11 token and issue its certificate."""
     from certs.pkcs11 import ensure_key

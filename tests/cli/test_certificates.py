@@ -181,5 +181,23 @@ def test_init_can_write_the_root_key_elsewhere_and_make_an_rsa_ca(tmp_path: Path
         assert "Public-Key: (3072 bit)" in root
         key = openssl("pkey", "-in", str(offline), "-pubout").stdout
         assert key == openssl("x509", "-in", str(cli.home / "ca" / "root.pem"), "-noout", "-pubkey").stdout
+
+        # Later, the root key comes back from offline once, to make a new issuing CA.
+        wrong = tmp_path / "wrong.key"
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", str(wrong))
+        refused = cli("ca", "rotate-issuing", "--root-key", str(wrong), check=False)
+        assert refused.returncode == 2 and "not the root CA's key" in refused.stderr
+        cli("ca", "rotate-issuing", "--root-key", str(offline))
+        anchors = tmp_path / "anchors.pem"
+        anchors.write_text(cli("ca", "show").stdout)
+        assert anchors.read_text().count("BEGIN CERTIFICATE") == 3
+        old_hub = cli.home / "hub" / "signing.pem"  # issued by the old issuing CA
+        assert openssl("verify", "-CAfile", str(anchors), str(old_hub)).returncode == 0
+        cli("participant", "add", "DE", "--name", "BfArM")
+        new_chain = cli.home / "participants" / "DE" / "signing.pem"
+        assert openssl("verify", "-CAfile", str(anchors), str(new_chain)).returncode == 0
+        issuers = {openssl("x509", "-in", str(p), "-noout", "-issuer").stdout for p in (old_hub, new_chain)}
+        assert len(issuers) == 1  # the same issuing CA name, a new key: only the signatures tell them apart
+        assert "rotate" in [e["action"] for e in json.loads(cli("ca", "audit", "--json").stdout)]
     finally:
         next(tools, None)

@@ -178,8 +178,8 @@ def _drop_connections(settings: Settings, user: str) -> int:
     admin: Management = management(settings)
     closed = 0
     try:
-        # Twice, a statistics interval apart: a connection opened just before is listed only after it.
-        for attempt in range(2):
+        # Three times, a statistics interval apart: the API lists a connection only once its statistics are in.
+        for attempt in range(3):
             if attempt:
                 time.sleep(STATISTICS_INTERVAL)
             closed += admin.close_connections(user, reason="certificate revoked")

@@ -142,6 +142,10 @@ def test_a_revoked_certificate_loses_its_connection_and_cannot_connect_again(tls
 
     async def hold_then_revoke() -> bool:
         connection = await aio_pika.connect(tls.participant_url("CH", certificate, key), timeout=10)
+        for _ in range(100):  # the management API lists a connection once its statistics are in
+            if any(c.get("user") == "CH" for c in management(tls).connections() or []):
+                break
+            await asyncio.sleep(0.1)
         serial = json.loads(tls.cli("cert", "list", "CH", "--json").stdout)[-1]["serial"]
         revoked = json.loads(tls.cli("cert", "revoke", serial, "--reason", "keyCompromise", "--json").stdout)
         assert revoked["closed_connections"] >= 1

@@ -442,6 +442,60 @@ def ledger_rows(entries: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
     ]
 
 
+def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from certs.keys import read_certificates
+    from gateway.ledger.chain import verify_chain
+    from gateway.ledger.extract import read_extract
+    from gateway.signature import verify_signed
+
+    if args.extract:
+        anchors = Path(args.anchors) if args.anchors else Home(settings.home).anchors_path
+        root = parse_xml(Path(args.extract).read_bytes())
+        signed, signer, _ = verify_signed(root, TrustStore(tuple(read_certificates(anchors))), _now())
+        if common_name(signer.subject) != "HUB":
+            raise CommandError(f"the extract is signed by {common_name(signer.subject)!r}, not by the hub")
+        previous, entries = read_extract(signed)
+        report = verify_chain(entries, previous, entries[0].sequence if entries else 1)
+    else:
+        ledger = _trade_record(settings)
+        try:
+            report = ledger.verify()
+        finally:
+            ledger.close()
+    summary = {"intact": report.intact, "entries": report.entries, "first": report.first, "last": report.last,
+               "head": report.head, "problem": report.problem}  # fmt: skip
+    if args.json:
+        _print_json(summary)
+    elif report.intact:
+        print(f"ledger intact: {report.entries} entries (#{report.first} to #{report.last}), head {report.head}")
+    else:
+        print(f"LEDGER ALTERED: {report.problem}")
+    return 0 if report.intact else EXIT_REJECTED
+
+
+def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.ledger.extract import build_extract
+    from gateway.runtime import HubParts
+    from gateway.signature import sign_envelope
+
+    ledger = _trade_record(settings)
+    try:
+        entries = list(ledger.chain(args.first, args.last))
+        bodies = [e.body for e in ledger.entries(limit=len(entries), after=args.first - 1)]
+        previous = ledger.hash_before(args.first)
+    finally:
+        ledger.close()
+    parts = HubParts(settings)
+    try:
+        data = sign_envelope(build_extract(entries, bodies, previous, _now()), parts.signer)
+    finally:
+        parts.close()
+    Path(args.out).write_bytes(data)
+    print(f"wrote {len(entries)} entries (#{args.first} to #{entries[-1].sequence if entries else args.first}), "
+          f"signed by the hub, to {args.out}")  # fmt: skip
+    return 0
+
+
 def format_ledger(rows: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'#':>4}  {'status':8}  {'type':21}  {'from':4}  {'to':3}  {'delivery':8}  reasons/warnings"]
     for r in rows:
@@ -890,6 +944,26 @@ def build_parser() -> argparse.ArgumentParser:
     show = command(ledger, "show", cmd_ledger_show, "Show ledger entries in order.")
     show.add_argument("--limit", type=int, default=100)
     show.add_argument("--after", type=int, default=0, help="start after this sequence number")
+    verify_ledger = command(
+        ledger,
+        "verify",
+        cmd_ledger_verify,
+        "Recompute the ledger's hash chain and report the first entry changed, removed or "
+        "reordered; with --extract, check a signed extract (signature and chain) instead.",
+    )
+    verify_ledger.add_argument("--extract", metavar="FILE", help="an extract written by `i2es ledger export`")
+    verify_ledger.add_argument("--anchors", metavar="FILE", help="with --extract: the hub CA (default: the hub's)")
+    export = command(
+        ledger,
+        "export",
+        cmd_ledger_export,
+        "Write entries FROM to TO, with their chain hashes and the bytes received, as one XML document "
+        "signed by the hub: an auditor checks it with xmlsec1 or `i2es ledger verify --extract`.",
+        json_flag=False,
+    )
+    export.add_argument("--from", dest="first", type=int, default=1, metavar="FROM")
+    export.add_argument("--to", dest="last", type=int, metavar="TO")
+    export.add_argument("--out", required=True, metavar="FILE")
 
     cert = commands.add_parser("cert", help="Certificates: issue, list, show, renew, revoke.").add_subparsers(
         dest="cert_command", required=True, metavar="SUBCOMMAND"

@@ -191,6 +191,14 @@ def verify_envelope(
     message: etree._Element, trust: TrustStore, now: datetime, policy: SignaturePolicy = DEFAULT_POLICY
 ) -> VerifiedMessage:
     """Verify an envelope's signature and its signer's certificate; return only what was signed."""
+    signed, signer, method = verify_signed(message, trust, now, policy)
+    return VerifiedMessage(signed=signed, header=read_header(signed), signer=signer, signature_method=method)
+
+
+def verify_signed(
+    message: etree._Element, trust: TrustStore, now: datetime, policy: SignaturePolicy = DEFAULT_POLICY
+) -> tuple[etree._Element, x509.Certificate, str]:
+    """Verify any document signed with the contract's profile; return the signed tree, the signer, the method."""
     shape = inspect_signature(message, policy)
     signer = trust.validate(shape.chain, now)
     try:
@@ -208,9 +216,7 @@ def verify_envelope(
     signed = result.signed_xml
     if signed is None:
         raise SignatureInvalid("the signed content is not an XML element")
-    return VerifiedMessage(
-        signed=signed, header=read_header(signed), signer=signer, signature_method=shape.signature_method
-    )
+    return signed, signer, shape.signature_method
 
 
 def signature_method_for(signer: Signer) -> SignatureMethod:

@@ -22,8 +22,12 @@ class Cli:
         self.env = {**os.environ, "I2ES_HOME": str(home), "I2ES_VHOST": vhost, "I2ES_LOG_FORMAT": "json"}
         self.home = home
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*I2ES, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*I2ES, *args], env=self.env | (env or {}), capture_output=True, text=True, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"i2es {' '.join(args)} exited {result.returncode}: {result.stdout} {result.stderr}")
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -156,3 +157,23 @@ def test_a_signed_message_with_any_byte_changed_is_refused_or_means_the_same(
     if verdict.accepted:
         # Only a change outside the signed content can pass (whitespace in base64, the XML declaration).
         assert verdict.header == original
+
+
+def test_the_ledger_chain_links_each_entry_to_the_one_before(pki: Pki, tmp_path: Path) -> None:
+    from gateway.ledger.chain import GENESIS, entry_hash
+
+    ledger = SqliteLedger(tmp_path / "chain.sqlite")
+    for _ in range(3):
+        data = signed("Clarification", pki.signers["DE"])
+        header = header_of(data)
+        ledger.append(
+            NewEntry(header.message_id, "DE", "DE", "CH", header.type, None, None,
+                     hashlib.sha256(data).hexdigest(), data, "ACCEPTED", (), (), NOW, None),
+            lambda seq: ("ack", b"<ack/>"),
+        )  # fmt: skip
+    chain = list(ledger.chain())
+    assert [e.sequence for e in chain] == [1, 2, 3]
+    assert chain[0].hash == entry_hash(GENESIS, 1, chain[0].fields)
+    assert chain[2].hash == entry_hash(chain[1].hash, 3, chain[2].fields)
+    assert ledger.verify().intact and ledger.verify().head == chain[2].hash
+    ledger.close()

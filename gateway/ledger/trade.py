@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from gateway.errors import GatewayError
 from gateway.ledger.model import SignedNotice
 from gateway.reading import parse_xml
 from gateway.rules.documents import EXPORT, IMPORT, PRE_EXPORT, Authorization, Reference, read_document
@@ -101,6 +102,10 @@ CREATE TABLE IF NOT EXISTS notices (
     sent_at TEXT
 );
 """
+
+
+class TradeRecordDamaged(RuntimeError):
+    """The hub's own record cannot be read: a fault of the hub (INTERNAL_ERROR), never of a sender."""
 
 
 def _key(ref: Reference) -> tuple[str, str, str]:
@@ -224,8 +229,13 @@ class SqliteTradeRecord:
         ).fetchone()
         if row is None:
             return None
-        document = read_document(parse_xml(bytes(row[0])))
-        assert isinstance(document, Authorization)
+        try:
+            document = read_document(parse_xml(bytes(row[0])))
+        except (GatewayError, ValueError, ArithmeticError) as exc:
+            # The hub's own copy, not the sender's message, is at fault: it must not read as the sender's error.
+            raise TradeRecordDamaged(f"the trade record's copy of {ref} cannot be read: {exc}") from exc
+        if not isinstance(document, Authorization):
+            raise TradeRecordDamaged(f"the trade record's copy of {ref} is not an authorization")
         return OnFile(document, row[1], row[2], row[3], row[4] is not None)
 
     def exported_against(self, import_ref: Reference) -> dict[str, Decimal]:

@@ -21,6 +21,7 @@ from certs.signer import FileSigner
 from gateway.admin import add_participant, revoke_participant
 from gateway.envelope import body_document
 from gateway.ledger.sqlite import SqliteLedger
+from gateway.signature import sign_envelope
 from tests.support.hub import RunningHub, adapter_config, participant_password
 from tests.support.pki import envelope_of, header_of, make_pki, sign_with, signed
 
@@ -207,3 +208,30 @@ async def test_every_refusal_is_in_the_ledger_and_the_hub_keeps_serving(
     accepted = await de.send_signed(signed("ExportAuthorization", de_signer(hub)))
     assert accepted.accepted
     await (await ch.next_delivery(timeout=10)).accept()
+
+
+async def test_a_fault_of_the_hub_itself_is_internal_error_and_the_hub_keeps_serving(
+    hub: RunningHub, ch: Adapter, de: Adapter
+) -> None:
+    # A trade record damaged on disk: the hub cannot read the import authorization an export names.
+    ledger = SqliteLedger(hub.settings.ledger_path)
+    try:
+        ledger._db.execute(
+            "INSERT INTO authorizations (type, issuing_country, number, issue_date, importer_country, "
+            "exporter_country, counts_against_estimate, sender, recipient, message_id, sequence, document) "
+            "VALUES ('ImportAuthorization', 'CH', 'CH-IMP-DAMAGED', '2026-11-20', 'CH', 'DE', 1, 'CH', 'DE', "
+            "'00000000-0000-4000-8000-000000000001', 0, x'00')"
+        )
+    finally:
+        ledger.close()
+    envelope = envelope_of("ExportAuthorization")
+    number = envelope.find(".//{urn:i2es:authorization:1}ImportAuthorizationRef/{urn:i2es:authorization:1}Number")
+    assert number is not None
+    number.text = "CH-IMP-DAMAGED"
+    ack = await de.send_signed(sign_envelope(envelope, de_signer(hub)))
+    assert codes(ack) == ["INTERNAL_ERROR"]
+    assert "safe to resend" in ack.reasons[0][1]
+    await assert_not_routed(ch)
+    accepted = await de.send_signed(signed("Clarification", de_signer(hub)))
+    assert accepted.accepted
+    await (await ch.next_delivery(timeout=10)).ack()

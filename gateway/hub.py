@@ -120,11 +120,13 @@ class Hub:
             if verdict.receipt_for is not None and verdict.receipt_status:
                 self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
         await self.outbox.acknowledge(user, entry, inbound.message_id)
-        await self.send_notices()
+        if verdict.notices:
+            await self.send_notices()
         return Outcome(verdict.status, entry, verdict.reasons)
 
     async def check_deadlines(self) -> int:
-        """Send the exporter a Notice, once, for each pre-export notification unanswered past its deadline."""
+        """The hub's own notices: a pre-export notification unanswered past its deadline (to the exporter), a
+        certificate about to expire (to its holder); each once. Then send what is committed and unsent."""
         now = self.clock()
         for overdue in self.trade.overdue_pre_export(now):
             notification = overdue.authorization

@@ -71,8 +71,14 @@ def tls(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsHub]:
     subprocess.run([str(REPO / "scripts" / "broker"), "start"], env=env, check=True, capture_output=True)
     cli.env |= {"I2ES_BROKER_URL": written["hub_broker_url"], "I2ES_MANAGEMENT_URL": written["management_url"]}
     cli("init")  # the topology and every registered participant's user, on the new broker
-    for code in ("DE", "CH"):
-        cli("cert", "issue", code, "--profile", "tls", "--out", str(folder / f"{code}-tls.pem"))
+    # DE keeps its own key and sends a request made with openssl; CH lets the hub make its key.
+    key, csr = folder / "DE-tls.key", folder / "DE-tls.csr"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key)],
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=DE/O=BfArM", "-out", str(csr)],
+                   check=True, capture_output=True)  # fmt: skip
+    cli("cert", "issue", "DE", "--profile", "tls", "--csr", str(csr), "--out", str(folder / "DE-tls.pem"))
+    cli("cert", "issue", "CH", "--profile", "tls", "--out", str(folder / "CH-tls.pem"))
     hub = cli.start_hub()
     yield TlsHub(cli, broker, hub)
     hub.terminate()

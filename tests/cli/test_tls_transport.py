@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -68,6 +69,9 @@ def tls(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsHub]:
     broker = TlsBroker(folder, "localhost", PORT, MANAGEMENT_PORT)
     env = node_env(folder, broker)
     subprocess.run([str(REPO / "scripts" / "broker"), "reset"], env=env, check=True, capture_output=True)
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", PORT)) == 0:
+            pytest.fail(f"port {PORT} is taken by another broker; stop it so this test can start its own TLS node")
     subprocess.run([str(REPO / "scripts" / "broker"), "start"], env=env, check=True, capture_output=True)
     cli.env |= {"I2ES_BROKER_URL": written["hub_broker_url"], "I2ES_MANAGEMENT_URL": written["management_url"]}
     cli("init")  # the topology and every registered participant's user, on the new broker
@@ -109,16 +113,20 @@ def test_the_only_amqp_listener_is_tls(tls: TlsHub) -> None:
     assert not any(protocol == "amqp" for protocol, _ in listeners)
 
 
-def connect(tls: TlsHub, certificate: Path, key: Path) -> aio_pika.abc.AbstractConnection:
-    url = tls.participant_url("?", certificate, key)
-    return asyncio.run(aio_pika.connect(url, timeout=10))
+def connect_and_close(tls: TlsHub, certificate: Path, key: Path) -> None:
+    """Open a connection with this certificate and close it again, in one event loop."""
+
+    async def attempt() -> None:
+        connection = await aio_pika.connect(tls.participant_url("?", certificate, key), timeout=10)
+        await connection.close()
+
+    asyncio.run(asyncio.wait_for(attempt(), 30))
 
 
 def expect_refusal(tls: TlsHub, certificate: Path, key: Path) -> None:
     """The TLS handshake fails (with TLS 1.3 the client may see only the reset that follows the alert)."""
     with pytest.raises((ssl.SSLError, ConnectionError, OSError, aio_pika.exceptions.AMQPConnectionError)):
-        connection = connect(tls, certificate, key)
-        asyncio.run(connection.close())
+        connect_and_close(tls, certificate, key)
 
 
 def test_a_certificate_from_another_ca_is_refused(tls: TlsHub) -> None:
@@ -166,4 +174,4 @@ def test_a_revoked_certificate_loses_its_connection_and_cannot_connect_again(tls
     assert asyncio.run(hold_then_revoke()), "the broker kept the revoked certificate's connection"
     expect_refusal(tls, certificate, key)
     # The same participant's other certificate, not revoked, still connects: the broker checks the certificate.
-    asyncio.run(connect(tls, folder / "CH-tls.pem", folder / "CH-tls.key").close())
+    connect_and_close(tls, folder / "CH-tls.pem", folder / "CH-tls.key")

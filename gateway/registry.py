@@ -182,18 +182,6 @@ class Registry:
         row = self._db.execute("SELECT pem FROM certificates WHERE serial = ?", (serial,)).fetchone()
         return None if row is None else str(row[0])
 
-    def revoke_participant(self, code: str, reason: str, now: datetime) -> list[str]:
-        """Revoke every certificate of ``code``; returns the serials newly revoked."""
-        serials = [
-            r[0]
-            for r in self._db.execute(
-                "SELECT serial FROM certificates WHERE code = ? AND revoked_at IS NULL", (code,)
-            ).fetchall()
-        ]
-        for serial in serials:
-            self.revoke(serial, reason, now)
-        return serials
-
     def revoke(self, serial: str, reason: str, now: datetime) -> bool:
         """Revoke one certificate; False if it was revoked already."""
         cursor = self._db.execute(

@@ -795,6 +795,39 @@ def cmd_ca_rotate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    import base64
+    import hashlib
+
+    from gateway.admin import management
+    from gateway.broker.topology import DEAD_QUEUE
+
+    messages = management(settings).peek(settings.vhost, DEAD_QUEUE, args.limit) or []
+    rows = []
+    for message in messages:
+        properties = message.get("properties", {})
+        headers = properties.get("headers", {}) or {}
+        deaths = headers.get("x-death") or []
+        body = base64.b64decode(message.get("payload", ""))
+        rows.append({
+            "message_id": properties.get("message_id"),
+            "user_id": properties.get("user_id") or headers.get("x-i2es-user-id"),
+            "type": properties.get("type"),
+            "bytes": message.get("payload_bytes"),
+            "sha256": hashlib.sha256(body).hexdigest() if len(body) == message.get("payload_bytes") else None,
+            "reason": headers.get("x-i2es-reason")
+            or (f"{deaths[0].get('reason')} from {deaths[0].get('queue')}" if deaths else None),
+        })  # fmt: skip
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print("the dead-letter queue is empty")
+    else:
+        for r in rows:
+            print(f"{r['message_id'] or '-':36}  {r['user_id'] or '-':4}  {r['bytes']:>8} bytes  {r['reason']}")
+    return 0
+
+
 def cmd_ca_audit(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.registry import Registry
 
@@ -1053,6 +1086,13 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--port", type=int, default=5671)
     tls.add_argument("--bind", default="127.0.0.1", help="address the TLS listener binds")
     tls.add_argument("--management-port", type=int, default=15672)
+    dlq = commands.add_parser("dlq", help="The dead-letter queue.").add_subparsers(
+        dest="dlq_command", required=True, metavar="SUBCOMMAND"
+    )
+    dlq_list = command(
+        dlq, "list", cmd_dlq_list, "Show the messages in i2es.dead and why each is there, leaving them in the queue."
+    )
+    dlq_list.add_argument("--limit", type=int, default=50)
     hsm = commands.add_parser("hsm", help="The hub's signing key in a PKCS#11 token.").add_subparsers(
         dest="hsm_command", required=True, metavar="SUBCOMMAND"
     )

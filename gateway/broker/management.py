@@ -97,6 +97,14 @@ class Management:
     def queue(self, vhost: str, name: str) -> Any:
         return self._request("GET", f"queues/{self._q(vhost)}/{self._q(name)}")
 
+    def peek(self, vhost: str, queue: str, count: int) -> Any:
+        """Look at up to ``count`` messages at the head of a queue and leave them there (requeued)."""
+        return self._request(
+            "POST",
+            f"queues/{self._q(vhost)}/{self._q(queue)}/get",
+            {"count": count, "ackmode": "ack_requeue_true", "encoding": "base64", "truncate": 65536},
+        )
+
     def connections(self) -> Any:
         return self._request("GET", "connections")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,6 +192,35 @@ def test_a_bad_estimates_file_names_the_line(cli: Cli, running: subprocess.Popen
     figures.write_text("country,substance,year,quantity,unit,kind\nCH,morphine,2026,1e3,g,estimate\n")
     result = cli("estimates", "load", str(figures), check=False)
     assert result.returncode == 2 and "line 2" in result.stderr
+
+
+def test_dlq_list_shows_what_no_one_could_be_answered_for_and_leaves_it(
+    cli: Cli, running: subprocess.Popen[str]
+) -> None:
+    import asyncio
+
+    import aio_pika
+
+    from gateway.admin import vhost_url
+
+    async def publish_without_user_id() -> None:
+        settings = Settings(vhost=cli.env["I2ES_VHOST"])
+        connection = await aio_pika.connect(vhost_url(settings, "DE", "de-pass"))
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange("i2es.inbound", ensure=False)
+            await exchange.publish(aio_pika.Message(b"<orphan/>", message_id="orphan-1"), routing_key="DE")
+
+    asyncio.run(publish_without_user_id())
+    rows: list[dict[str, object]] = []
+    for _ in range(50):
+        rows = json.loads(cli("dlq", "list", "--json").stdout)
+        if rows:
+            break
+        time.sleep(0.2)
+    assert [r["message_id"] for r in rows] == ["orphan-1"]
+    assert "user_id" in str(rows[0]["reason"]) and rows[0]["bytes"] == len(b"<orphan/>")
+    assert json.loads(cli("dlq", "list", "--json").stdout) == rows  # looking does not remove it
 
 
 def test_sigterm_drains_and_the_hub_exits_cleanly(cli: Cli, running: subprocess.Popen[str]) -> None:

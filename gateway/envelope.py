@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from copy import deepcopy
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
@@ -52,7 +52,11 @@ def format_instant(instant: datetime) -> str:
 
 def parse_instant(text: str) -> datetime:
     """Parse an xs:dateTime that carries a zone (the schema has already required one)."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    text = text.strip()
+    midnight_end = "T24:00:00" in text  # xs:dateTime allows 24:00:00, the end of the day: the next day's 00:00
+    value = datetime.fromisoformat(text.replace("T24:00:00", "T00:00:00").replace("Z", "+00:00"))
+    if midnight_end:
+        value += timedelta(days=1)
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
     return value

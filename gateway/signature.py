@@ -31,7 +31,7 @@ from certs.keys import common_name
 from certs.signer import Signer
 from certs.trust import TrustStore
 from gateway.envelope import Header, read_header
-from gateway.errors import SignatureInvalid, SignatureMissing, UnsupportedAlgorithm
+from gateway.errors import SchemaInvalid, SignatureInvalid, SignatureMissing, UnsupportedAlgorithm
 from gateway.reading import DSIG_NS
 
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -192,7 +192,11 @@ def verify_envelope(
 ) -> VerifiedMessage:
     """Verify an envelope's signature and its signer's certificate; return only what was signed."""
     signed, signer, method = verify_signed(message, trust, now, policy)
-    return VerifiedMessage(signed=signed, header=read_header(signed), signer=signer, signature_method=method)
+    try:
+        header = read_header(signed)
+    except (ValueError, OverflowError) as exc:
+        raise SchemaInvalid(f"the header cannot be read: {exc}") from None
+    return VerifiedMessage(signed=signed, header=header, signer=signer, signature_method=method)
 
 
 def verify_signed(

@@ -1,0 +1,94 @@
+"""What Linux says about a process and the machine: CPU time and resident memory, read from /proc."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+    fields = stat.rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / CLOCK_TICKS
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size (VmRSS) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine, all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle and iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU time of some named processes and of the machine, at one instant."""
+
+    processes: Mapping[str, float]
+    machine_busy: int
+    machine_total: int
+    at: float  # time.monotonic()
+
+    @classmethod
+    def take(cls, pids: Mapping[str, int]) -> CpuSample:
+        busy, total = _machine_ticks()
+        return cls({name: cpu_seconds(pid) for name, pid in pids.items()}, busy, total, time.monotonic())
+
+    def since(self, earlier: CpuSample) -> CpuUse:
+        busy = self.machine_busy - earlier.machine_busy
+        total = self.machine_total - earlier.machine_total
+        return CpuUse(
+            processes={name: seconds - earlier.processes[name] for name, seconds in self.processes.items()},
+            seconds=self.at - earlier.at,
+            machine_busy_seconds=busy / CLOCK_TICKS,
+            machine_busy_fraction=busy / total if total else 0.0,
+        )
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds each process used between two samples, and how busy the whole machine was."""
+
+    processes: Mapping[str, float]
+    seconds: float  # wall-clock time between the samples
+    machine_busy_seconds: float
+    machine_busy_fraction: float  # of all cores
+
+    @property
+    def others_seconds(self) -> float:
+        """Busy time of the machine not spent in the named processes: other programs and the kernel's threads."""
+        return max(0.0, self.machine_busy_seconds - sum(self.processes.values()))
+
+    @property
+    def others_cores(self) -> float:
+        """The same as a number of cores kept busy on average."""
+        return self.others_seconds / self.seconds if self.seconds else 0.0
+
+
+def filesystem_of(path: Path) -> str:
+    """The type of the file system that holds ``path`` (ext4, tmpfs, ...): it decides what an fsync costs."""
+    resolved = str(path.resolve())
+    best, kind = "", "unknown"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        mount_point = fields[1]
+        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) > len(best):
+            best, kind = mount_point, fields[2]
+    return kind

@@ -1,0 +1,170 @@
+"""Figures out of records: percentiles, throughput, the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench._procfs import CpuUse
+from bench._traffic import Record
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Other programs and the kernel's own threads (fsync, writeback) above this many cores: a note under the table.
+DISTURBED_CORES = 0.25
+LATENCY_ROWS = (
+    ("delivery_ms", "publish -> delivery at the recipient"),
+    ("acknowledgement_ms", "publish -> acknowledgement at the sender"),
+    ("confirm_ms", "publish -> broker confirm at the sender"),
+    ("hub_handle_ms", "the hub's own time per message (its log)"),
+    ("send_lateness_ms", "sender's lateness against the schedule"),
+)
+
+
+def say(text: str) -> None:
+    """Progress, on stderr: the table alone goes to stdout."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def distribution(values: Iterable[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"count": 0}
+    return {
+        "count": len(ordered),
+        "mean": sum(ordered) / len(ordered),
+        "p50": percentile(ordered, 0.50),
+        "p95": percentile(ordered, 0.95),
+        "p99": percentile(ordered, 0.99),
+        "max": ordered[-1],
+    }
+
+
+def latencies_ms(start: Mapping[str, float], end: Mapping[str, float], keys: Iterable[str]) -> dict[str, float]:
+    return distribution((end[key] - start[key]) * 1000 for key in keys if key in end and key in start)
+
+
+def throughput(record: Record, keys: Sequence[str]) -> dict[str, float]:
+    """From the first publish to the last answer at the senders, and to the last delivery at the receivers."""
+    first = min(record.published[key] for key in keys)
+    to_answer = max(record.answered[key] for key in keys) - first
+    delivered = [record.delivered[key] for key in keys if key in record.delivered]
+    to_delivery = max(delivered) - first if delivered else math.nan
+    return {
+        "messages": len(keys),
+        "seconds_to_last_answer": to_answer,
+        "seconds_to_last_delivery": to_delivery,
+        "per_second_answered": len(keys) / to_answer,
+        "per_second_delivered": len(delivered) / to_delivery if delivered else 0.0,
+    }
+
+
+def cpu_per_message(use: CpuUse, messages: int) -> dict[str, float]:
+    """CPU milliseconds per message of each process, and of whatever else ran on the machine meanwhile."""
+    figures = {name: seconds / messages * 1000 for name, seconds in use.processes.items()}
+    figures["others"] = use.others_seconds / messages * 1000
+    figures["others_cores"] = use.others_cores
+    figures["machine_busy_fraction"] = use.machine_busy_fraction
+    return figures
+
+
+def _cpu_cells(cpu: Mapping[str, float], service: str) -> str:
+    names = (service, "broker", "bench", "others")
+    cells = "".join(f"{cpu[name]:8.2f}" if name in cpu else f"{'-':>8}" for name in names)
+    return f"{cells}{cpu['others_cores']:8.2f}{cpu['machine_busy_fraction'] * 100:8.0f}%"
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    options, machine = result["options"], result["machine"]
+    broker, crypto = result["broker_ceiling"], result["crypto_ceiling"]
+    concurrent = result["broker_concurrent_relay"]
+    saturation, latency, ratio = result["hub_saturation"], result["hub_latency"], result["ratio"]
+    handle = saturation["hub_handle_ms"]
+    lines = [
+        f"I2ES hub benchmark, {result['started_at']}",
+        f"{machine['cpus']} CPUs, Python {machine['python']}, RabbitMQ {machine['rabbitmq']}, "
+        f"ledger on {machine['ledger_filesystem']}",
+        f"{options['messages']} ExportAuthorizations of {result['message_bytes'] / 1024:.1f} KiB, "
+        f"{options['senders']} senders ({' '.join(result['senders'])}) -> {options['receivers']} receivers "
+        f"({' '.join(result['receivers'])}), at most {options['window']} in flight",
+        "receivers acknowledge each delivery without sending a receipt: the document path only",
+        "",
+        f"{'':47}{'msg/s':>9}{'ms/msg':>9}",
+        f"{'1  broker ceiling: bare relay, one at a time':47}{broker['per_second_answered']:9.0f}"
+        f"{'':9}  to last reply ({broker['per_second_delivered']:.0f} to last delivery)",
+        f"{'1b bare relay, ' + str(concurrent['concurrency']) + ' messages at a time':47}"
+        f"{concurrent['per_second_answered']:9.0f}{'':9}  not a ceiling of the hub, which takes one at a time",
+        f"{'2  crypto ceiling, one core':47}{crypto['per_second']:9.0f}{crypto['ms_per_message']:9.2f}",
+        f"{'     read_message: parse + schema':47}{'':9}{crypto['read_ms']:9.2f}",
+        f"{'     verify_envelope: chain + XML-DSig':47}{'':9}{crypto['verify_ms']:9.2f}",
+        f"{'     sign_acknowledgement':47}{'':9}{crypto['sign_ms']:9.2f}",
+        f"{'3a hub at saturation, to last acknowledgement':47}{saturation['per_second_answered']:9.0f}"
+        f"{1000 / saturation['per_second_answered']:9.2f}",
+        f"{'     to last delivery':47}{saturation['per_second_delivered']:9.0f}",
+        f"{'     hub CPU per message':47}{'':9}{saturation['cpu_ms_per_message']['hub']:9.2f}",
+        f"{'     hub time per message, mean (its log)':47}{'':9}{handle.get('mean', math.nan):9.2f}",
+        f"{'4  hub / lower ceiling (' + ratio['lower_ceiling'] + ')':47}{ratio['hub_over_lower_ceiling']:9.2f}",
+        "",
+        f"{'CPU ms per message':47}{'service':>8}{'broker':>8}{'bench':>8}{'others':>8}{'others':>8}{'machine':>9}",
+        f"{'':47}{'':32}{'cores':>8}{'busy':>9}",
+        f"{'  1  bare relay (service: the relay)':47}{_cpu_cells(broker['cpu_ms_per_message'], 'relay')}",
+        f"{'  1b bare relay, many at a time':47}{_cpu_cells(concurrent['cpu_ms_per_message'], 'relay')}",
+        f"{'  2  crypto ceiling (service: the bench)':47}{_cpu_cells(crypto['cpu_ms_per_message'], 'crypto')}",
+        f"{'  3a hub at saturation (service: the hub)':47}{_cpu_cells(saturation['cpu_ms_per_message'], 'hub')}",
+        f"{'  3b hub at the offered rate':47}{_cpu_cells(latency['cpu_ms_per_message'], 'hub')}",
+    ]
+    disturbed = [
+        name
+        for name, cpu in (("1", broker), ("1b", concurrent), ("2", crypto), ("3a", saturation), ("3b", latency))
+        if cpu["cpu_ms_per_message"]["others_cores"] > DISTURBED_CORES
+    ]
+    if disturbed:
+        lines.append(
+            f"  other work kept more than {DISTURBED_CORES} of a core busy during {', '.join(disturbed)}: "
+            "those figures may be disturbed"
+        )
+    lines += [
+        "",
+        f"3b open loop: {latency['offered_per_second']:.1f} msg/s offered (half of 3a) for "
+        f"{latency['seconds']:.0f} s, {latency['messages']} messages",
+        f"{'   ms':47}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}",
+    ]
+    for key, label in LATENCY_ROWS:
+        figures = latency[key]
+        if figures.get("count"):
+            cells = "".join(f"{figures[p]:8.1f}" for p in ("p50", "p95", "p99", "max"))
+            lines.append(f"{'   ' + label:47}{cells}")
+    answers = result["acknowledgements"]
+    warnings = ", ".join(f"{code} {count}" for code, count in sorted(answers["warnings"].items()))
+    lines += [
+        "",
+        f"acknowledgements: {answers['ACCEPTED']} ACCEPTED, {answers['REJECTED']} REJECTED, all signed by HUB "
+        f"(checked after the timing); warnings: {warnings or 'none'}",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(result: Mapping[str, Any], prefix: str = "") -> Path:
+    """``bench/results/<prefix><UTC timestamp>.json`` and ``<prefix>latest.json``."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.fromisoformat(result["started_at"]).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(result, indent=2, sort_keys=False) + "\n"
+    path = RESULTS / f"{prefix}{stamp}.json"
+    path.write_text(text)
+    (RESULTS / f"{prefix}latest.json").write_text(text)
+    return path
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it from the current folder."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)

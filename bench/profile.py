@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats.dump_stats(args.dump)
     print(
         f"Hub.handle without the broker, unprofiled, {len(plain)} messages: {plain_ms:.2f} ms per message, "
-        f"of which {plain_cpu_ms:.2f} ms CPU (the rest waits, mostly for fsync)"
+        f"of which {plain_cpu_ms:.2f} ms on the CPU"
     )
     print(f"other work on the machine meanwhile: {others:.2f} of a core (the broker included)")
     print(f"under cProfile, {len(profiled)} messages; times are per message and inflated by the profiler\n")

@@ -91,7 +91,7 @@ def notice_document(notice: Notice) -> etree._Element:
         certificate = etree.SubElement(document, f"{{{DOCUMENT_NS}}}Certificate")
         _add(certificate, "Serial", about.serial)
         _add(certificate, "NotAfter", format_instant(about.not_after))
-    else:
+    elif about is not None:
         ref = etree.SubElement(document, f"{{{DOCUMENT_NS}}}AuthorizationRef")
         _add(ref, "Type", about.type)
         _add(ref, "Number", about.number)

@@ -117,7 +117,7 @@ def _grant_registered(settings: Settings, home: Home, admin: Management) -> None
         codes = [p.code for p in registry.participants()]
     finally:
         registry.close()
-    topology = Topology(settings.vhost, settings.delivery_limit)
+    topology = Topology.of(settings)
     for code in codes:
         password_file = home.password_file(code)
         password = password_file.read_text().strip() if password_file.exists() else None
@@ -129,14 +129,14 @@ async def _declare_hub(settings: Settings) -> None:
     connection = await aio_pika.connect(vhost_url(settings), client_properties={"connection_name": "i2es-admin"})
     async with connection:
         channel = await connection.channel()
-        await Topology(settings.vhost, settings.delivery_limit).declare_hub(channel)
+        await Topology.of(settings).declare_hub(channel)
 
 
 async def _declare_participant(settings: Settings, code: str) -> None:
     connection = await aio_pika.connect(vhost_url(settings), client_properties={"connection_name": "i2es-admin"})
     async with connection:
         channel = await connection.channel()
-        await Topology(settings.vhost, settings.delivery_limit).declare_participant(channel, code)
+        await Topology.of(settings).declare_participant(channel, code)
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def add_participant(
     with os.fdopen(fd, "w") as handle:
         handle.write(password + "\n")
     # The broker first: if it cannot be reached, nothing is registered and the command can be run again.
-    Topology(settings.vhost, settings.delivery_limit).grant_participant(management(settings), code, password)
+    Topology.of(settings).grant_participant(management(settings), code, password)
     asyncio.run(_declare_participant(settings, code))
     registry = Registry(settings.ledger_path)
     try:

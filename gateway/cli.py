@@ -172,7 +172,7 @@ def cmd_participant_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_gateway_run(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.broker.service import HubService, connect
+    from gateway.broker.service import connect
     from gateway.logs import configure_logging
     from gateway.runtime import HubParts
 
@@ -181,7 +181,7 @@ def cmd_gateway_run(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         connection = await connect(vhost_url(settings), "i2es-hub")
-        service = HubService(parts.make_hub, connection, settings.prefetch, settings.schedule_seconds)
+        service = parts.service(connection)
         service.install_signal_handlers()
         try:
             await service.run()

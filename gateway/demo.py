@@ -12,7 +12,7 @@ from lxml import etree
 
 from adapters import Acknowledgement, Adapter, AdapterConfig, Delivery
 from gateway.admin import add_participant, initialize, management, vhost_url
-from gateway.broker.service import HubService, connect
+from gateway.broker.service import connect
 from gateway.cli import format_ledger, ledger_rows
 from gateway.envelope import body_document
 from gateway.home import Home
@@ -178,7 +178,7 @@ async def _trade(settings: Settings) -> None:
 
 async def _run(settings: Settings, parts: HubParts) -> None:
     connection = await connect(vhost_url(settings), "i2es-hub")
-    service = HubService(parts.make_hub, connection, settings.prefetch, settings.schedule_seconds)
+    service = parts.service(connection)
     hub_task = asyncio.create_task(service.run())
     try:
         await _trade(settings)

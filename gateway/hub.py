@@ -27,6 +27,15 @@ from gateway.rules.record import CertificateRef, Notice, OnFile
 log = structlog.get_logger("i2es.hub")
 
 
+class DeliveryRefused(Exception):
+    """The broker refused a message for a participant (its queue is full): nothing was sent, nothing is lost."""
+
+    def __init__(self, participant: str, reason: str) -> None:
+        super().__init__(reason)
+        self.participant = participant
+        self.reason = reason
+
+
 class Outbox(Protocol):
     """Where the hub's messages go. Each call returns once the broker has confirmed the message."""
 
@@ -67,7 +76,7 @@ EXPIRY_NOTICE_DAYS = (30, 7, 1)
 class Outcome:
     """What happened to one inbound message, for the log and the caller."""
 
-    status: str  # ACCEPTED, REJECTED, RESENT (a safe resend), DEAD_LETTERED
+    status: str  # ACCEPTED, DEFERRED (accepted, kept for a full queue), REJECTED, RESENT (a safe resend), DEAD_LETTERED
     entry: LedgerEntry | None
     reasons: tuple[Finding, ...] = ()
 
@@ -83,6 +92,12 @@ class Hub:
     trade: NoticeBox
     certificates: ExpiryWatch
     _sending: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    # Recipients whose queue refused a document: what follows for them waits behind it, in ledger order.
+    _backlogged: set[str] = field(default_factory=set, repr=False)
+    _routing: set[int] = field(default_factory=set, repr=False)  # sequences being published right now
+
+    def __post_init__(self) -> None:
+        self._backlogged.update(e.recipient for e in self.ledger.unrouted() if e.recipient)
 
     async def handle(self, inbound: Inbound) -> Outcome:
         user = inbound.user_id
@@ -115,14 +130,46 @@ class Hub:
                 raise
             return await self._resend(previous, inbound)
 
+        deferred = False
         if verdict.accepted and entry.recipient:
-            await self._route(entry)
+            deferred = not await self._route(entry)
             if verdict.receipt_for is not None and verdict.receipt_status:
                 self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
-        await self.outbox.acknowledge(user, entry, inbound.message_id)
-        if verdict.notices:
+        await self._acknowledge(user, entry, inbound.message_id)
+        if verdict.notices or deferred:
             await self.send_notices()
-        return Outcome(verdict.status, entry, verdict.reasons)
+        return Outcome("DEFERRED" if deferred else verdict.status, entry, verdict.reasons)
+
+    async def _acknowledge(self, user: str, entry: LedgerEntry, correlation_id: str | None) -> None:
+        try:
+            await self.outbox.acknowledge(user, entry, correlation_id)
+        except DeliveryRefused as refused:
+            # The sender's own queue is full. The acknowledgement stays in the ledger: the sender gets it, byte
+            # for byte, by sending the same message again once it has read its queue.
+            log.warning("acknowledgement_refused", to=user, ledger_sequence=entry.sequence, reason=refused.reason)
+
+    async def route_deferred(self) -> int:
+        """Send, in ledger order, what a full queue refused (or a stop left unsent); returns how many went."""
+        sent = 0
+        refused: set[str] = set()
+        while True:
+            waiting = [
+                e for e in self.ledger.unrouted()
+                if e.recipient and e.recipient not in refused and e.sequence not in self._routing
+            ]  # fmt: skip
+            # No await between the query and this: the message path sees a recipient's backlog end at once.
+            self._backlogged.intersection_update(refused | {e.recipient for e in waiting})
+            if not waiting:
+                return sent
+            for entry in waiting:
+                assert entry.recipient is not None
+                if entry.recipient in refused:
+                    continue
+                try:
+                    await self._publish_delivery(entry)
+                    sent += 1
+                except DeliveryRefused:
+                    refused.add(entry.recipient)
 
     async def check_deadlines(self) -> int:
         """The hub's own notices: a pre-export notification unanswered past its deadline (to the exporter), a
@@ -212,7 +259,7 @@ class Hub:
         )
         return self.ledger.append(new, make_ack, filing)
 
-    def _sign_notice(self, notice: Notice, cause: Header | None, now: datetime) -> SignedNotice:
+    def _sign_notice(self, notice: Notice, cause: Header | LedgerEntry | None, now: datetime) -> SignedNotice:
         message_id, body = sign_notice(
             self.signer,
             notice,
@@ -222,14 +269,48 @@ class Hub:
         )
         return SignedNotice(message_id, notice.to, notice.kind, notice.about, body)
 
-    async def _route(self, entry: LedgerEntry) -> None:
+    async def _route(self, entry: LedgerEntry) -> bool:
+        """Deliver, or keep it for later if the recipient's queue is full (and tell the sender): True if sent."""
         assert entry.recipient is not None
-        await self.outbox.deliver(entry.recipient, entry)
-        self.ledger.mark_routed(entry.sequence, self.clock())
+        if entry.recipient not in self._backlogged:
+            try:
+                await self._publish_delivery(entry)
+                return True
+            except DeliveryRefused as refused:
+                self._backlogged.add(entry.recipient)
+                reason = refused.reason
+        else:
+            reason = f"earlier messages for {entry.recipient} are waiting: its queue was full"
+        log.warning("delivery_deferred", recipient=entry.recipient, ledger_sequence=entry.sequence, reason=reason)
+        if entry.sender:
+            now = self.clock()
+            notice = Notice(
+                to=entry.sender,
+                kind="DELIVERY_DEFERRED",
+                about=None,
+                text=f"message {entry.message_id} is accepted (ledger #{entry.sequence}) but not yet delivered to "
+                f"{entry.recipient}: {reason}. The hub keeps it and delivers it, in order, when there is room.",
+            )
+            self.trade.record_hub_notice(self._sign_notice(notice, entry, now), now)
+        return False
+
+    async def _publish_delivery(self, entry: LedgerEntry) -> None:
+        assert entry.recipient is not None
+        self._routing.add(entry.sequence)
+        try:
+            await self.outbox.deliver(entry.recipient, entry)
+            self.ledger.mark_routed(entry.sequence, self.clock())
+        finally:
+            self._routing.discard(entry.sequence)
 
     async def _resend(self, previous: LedgerEntry, inbound: Inbound) -> Outcome:
-        if previous.routed_at is None and previous.recipient:
+        if (
+            previous.routed_at is None
+            and previous.recipient
+            and previous.recipient not in self._backlogged  # the scheduler sends those, in order
+            and previous.sequence not in self._routing
+        ):
             # Accepted and committed, but the hub stopped before the broker confirmed the delivery.
             await self._route(previous)
-        await self.outbox.acknowledge(previous.broker_user, previous, inbound.message_id)
+        await self._acknowledge(previous.broker_user, previous, inbound.message_id)
         return Outcome("RESENT", previous)

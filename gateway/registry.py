@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from certs.keys import common_name
-from gateway.ledger.sqlite import connect
+from gateway.ledger.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS participants (

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from aio_pika.abc import AbstractRobustConnection
+
 from certs.pkcs11 import TokenConfig, TokenSigner
 from certs.signer import Signer
 from certs.trust import TrustStore
+from gateway.broker.service import HubService
 from gateway.home import Home
 from gateway.hub import Hub, Outbox
 from gateway.ledger.sqlite import SqliteLedger
@@ -33,7 +36,7 @@ class HubParts:
         if not home.is_initialized():
             raise RuntimeError(f"the hub in {home.root} is not set up: run `i2es init` first")
         self.settings = settings
-        self.ledger = SqliteLedger(settings.ledger_path)
+        self.ledger = SqliteLedger(settings.ledger_path, settings.ledger_busy_seconds)
         self.registry = Registry(settings.ledger_path)
         self.signer: Signer = home.hub_signer()
         if settings.signer == "pkcs11":
@@ -59,6 +62,21 @@ class HubParts:
             clock=utc_now,
             trade=self.ledger.trade,
             certificates=self.registry,
+        )
+
+    def participant_codes(self) -> list[str]:
+        return [p.code for p in self.registry.participants()]
+
+    def service(self, connection: AbstractRobustConnection) -> HubService:
+        """The broker consumer that runs this hub."""
+        settings = self.settings
+        return HubService(
+            self.make_hub,
+            connection,
+            settings.prefetch,
+            settings.schedule_seconds,
+            participants=self.participant_codes,
+            ledger_retry_seconds=settings.ledger_retry_seconds,
         )
 
     def close(self) -> None:

@@ -31,7 +31,12 @@ class Settings(BaseSettings):
     replay_window_seconds: int = 24 * 3600
     future_skew_seconds: int = 300
     delivery_limit: int = 5
-    prefetch: int = 64
+    prefetch: int = Field(default=16, description="messages the hub holds from each inbound queue at once")
+    queue_max_length: int = Field(default=10_000, description="messages a participant's queue holds at most")
+    participant_max_connections: int = 10
+    participant_max_channels: int = 64
+    ledger_retry_seconds: float = Field(default=2.0, description="pause between tries while the ledger fails")
+    ledger_busy_seconds: float = Field(default=10.0, description="how long a write waits for another's lock")
     schedule_seconds: float = Field(default=30.0, description="how often the hub checks deadlines")
     log_format: str = Field(default="auto", description="json, console or auto (console on a terminal)")
     signer: str = Field(default="file", description="where the hub's signing key is: file or pkcs11")

@@ -11,7 +11,7 @@ import pytest
 
 from adapters import Adapter
 from gateway.admin import add_participant, initialize, management, vhost_url
-from gateway.broker.service import HubService, connect
+from gateway.broker.service import connect
 from gateway.runtime import HubParts, utc_now
 from gateway.settings import Settings
 from tests.support.hub import RunningHub, adapter_config, drain, participant_password
@@ -51,7 +51,7 @@ def hub_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
 async def hub(hub_settings: Settings) -> AsyncIterator[RunningHub]:
     parts = HubParts(hub_settings)
     connection = await connect(vhost_url(hub_settings), "i2es-hub-test")
-    service = HubService(parts.make_hub, connection, hub_settings.prefetch, hub_settings.schedule_seconds)
+    service = parts.service(connection)
     task = asyncio.create_task(service.run())
     yield RunningHub(hub_settings, parts, service)
     service.stop()

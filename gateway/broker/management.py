@@ -94,6 +94,13 @@ class Management:
             {"exchange": exchange, "write": write, "read": read},
         )
 
+    def put_user_limits(self, user: str, *, max_connections: int, max_channels: int) -> None:
+        for name, value in (("max-connections", max_connections), ("max-channels", max_channels)):
+            self._request("PUT", f"user-limits/{self._q(user)}/{name}", {"value": value})
+
+    def user_limits(self, user: str) -> Any:
+        return self._request("GET", f"user-limits/{self._q(user)}")
+
     def queue(self, vhost: str, name: str) -> Any:
         return self._request("GET", f"queues/{self._q(vhost)}/{self._q(name)}")
 

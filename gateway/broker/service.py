@@ -1,4 +1,9 @@
-"""The hub as a broker consumer: take from ``i2es.inbound``, handle, then acknowledge; drain on SIGTERM."""
+"""The hub as a broker consumer: take from every inbound queue in turn, handle, then acknowledge; drain on SIGTERM.
+
+The hub consumes each participant's inbound queue (``i2es.inbound.<CODE>``), the queue of what no binding took
+(``i2es.inbound``) and the operators' replays (``i2es.replay``), each with its own prefetch, and serves them round
+robin. It holds at most ``prefetch`` messages of each queue in memory, each at most the broker's largest message.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,34 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from gateway.broker.inbox import FairInbox
 from gateway.broker.outbox import BrokerOutbox
-from gateway.broker.topology import INBOUND_QUEUE
+from gateway.broker.topology import INBOUND_QUEUE, REPLAY_QUEUE, inbound_queue
 from gateway.hub import Hub, Outbox
+from gateway.ledger.model import LedgerUnavailable
 from gateway.pipeline import Inbound
 
 log = structlog.get_logger("i2es.hub")
 
 RETRY_PAUSE = 1.0
+# On a replayed message, the broker user who sent it first: only administrators can write to the replay queue.
+REPLAY_USER_HEADER = "x-i2es-replay-user-id"
 
 
-def inbound_from(message: AbstractIncomingMessage) -> Inbound:
+def inbound_from(message: AbstractIncomingMessage, replayed: bool = False) -> Inbound:
+    user_id = message.user_id
+    if replayed:
+        header = (message.headers or {}).get(REPLAY_USER_HEADER)
+        user_id = header.decode() if isinstance(header, bytes) else (str(header) if header else None)
     return Inbound(
         body=message.body,
-        user_id=message.user_id,
+        user_id=user_id,
         message_id=message.message_id,
         type=message.type,
         content_type=message.content_type,
@@ -34,7 +47,7 @@ def inbound_from(message: AbstractIncomingMessage) -> Inbound:
 
 
 class HubService:
-    """Consumes the inbound queue one message at a time, in order, until stopped."""
+    """Consumes the inbound queues, one message at a time, until stopped."""
 
     def __init__(
         self,
@@ -42,49 +55,90 @@ class HubService:
         connection: AbstractRobustConnection,
         prefetch: int,
         schedule_seconds: float = 30.0,
+        participants: Callable[[], Iterable[str]] = tuple,
+        ledger_retry_seconds: float = 2.0,
     ) -> None:
         self.make_hub = make_hub
         self.schedule_seconds = schedule_seconds
         self.connection = connection
         self.prefetch = prefetch
+        self.participants = participants
+        self.ledger_retry_seconds = ledger_retry_seconds
         self.processed = 0
         self._stopping = asyncio.Event()
+        self._inbox: FairInbox[AbstractIncomingMessage] = FairInbox()
+        self._consuming: set[str] = set()
+        self._channel: AbstractChannel | None = None
 
     async def run(self) -> None:
         channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
-        await channel.set_qos(prefetch_count=self.prefetch)
+        await channel.set_qos(prefetch_count=self.prefetch)  # per consumer: per inbound queue
+        self._channel = channel
         hub = self.make_hub(await BrokerOutbox.open(channel))
-        queue = await channel.get_queue(INBOUND_QUEUE, ensure=True)
-        log.info("hub_started", queue=INBOUND_QUEUE, prefetch=self.prefetch)
+        await self.consume_registered()
+        log.info("hub_started", queues=sorted(self._consuming), prefetch=self.prefetch)
         scheduler = asyncio.create_task(self._schedule(hub))
-        async with queue.iterator() as messages:
-            stop = asyncio.create_task(self._stopping.wait())
-            while not self._stopping.is_set():
-                following = asyncio.create_task(messages.__anext__())
-                done, _ = await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if following not in done:
-                    following.cancel()
-                    break
-                await self._process(hub, following.result())
-            stop.cancel()
+        stop = asyncio.create_task(self._stopping.wait())
+        while not self._stopping.is_set():
+            following = asyncio.create_task(self._inbox.get())
+            done, _ = await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if following not in done:
+                following.cancel()
+                break
+            queue, message = following.result()
+            await self._process(hub, queue, message)
+        stop.cancel()
         scheduler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await scheduler
+        # What is still in hand goes back to its queue, for this hub's next start or another hub.
+        with contextlib.suppress(Exception):
+            await channel.close()
         log.info("hub_stopped", processed=self.processed)
 
+    async def consume_registered(self) -> None:
+        """Start consuming the hub's queues and every registered participant's that is not consumed yet."""
+        names = [REPLAY_QUEUE, INBOUND_QUEUE, *(inbound_queue(code) for code in self.participants())]
+        for name in names:
+            if name not in self._consuming:
+                await self._consume(name)
+
+    async def _consume(self, name: str) -> None:
+        assert self._channel is not None
+        # A passive declare of a missing queue closes its channel: ask on a channel of its own first.
+        try:
+            async with self.connection.channel() as probe:
+                await probe.get_queue(name, ensure=True)
+        except aio_pika.exceptions.ChannelClosed:
+            log.warning("queue_missing", queue=name, action="run `i2es init` to declare the participants' queues")
+            return
+        queue = await self._channel.get_queue(name, ensure=True)
+        inbox = self._inbox
+
+        async def take(message: AbstractIncomingMessage) -> None:
+            inbox.put(name, message)
+
+        await queue.consume(take)
+        self._consuming.add(name)
+
     async def _schedule(self, hub: Hub) -> None:
-        """Deadlines, and notices left unsent by a stop: checked at start, then every few seconds."""
+        """New participants' queues, deadlines, deferred deliveries and unsent notices: at start, then every few
+        seconds."""
         while True:
             try:
+                await self.consume_registered()
+                routed = await hub.route_deferred()
+                if routed:
+                    log.info("deferred_delivered", count=routed)
                 sent = await hub.check_deadlines()
                 if sent:
                     log.info("notices_sent", count=sent)
-            except Exception:
-                log.exception("schedule_failed")
+            except Exception as error:
+                log.warning("schedule_failed", error=f"{type(error).__name__}: {error}")
             await asyncio.sleep(self.schedule_seconds)
 
     def stop(self) -> None:
-        """Finish the message in hand, then stop consuming; unacknowledged ones return to the queue."""
+        """Finish the message in hand, then stop consuming; unacknowledged ones return to their queue."""
         self._stopping.set()
 
     def install_signal_handlers(self) -> None:
@@ -92,30 +146,45 @@ class HubService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
 
-    async def _process(self, hub: Hub, message: AbstractIncomingMessage) -> None:
+    async def _process(self, hub: Hub, queue: str, message: AbstractIncomingMessage) -> None:
         structlog.contextvars.bind_contextvars(amqp_message_id=message.message_id, broker_user=message.user_id)
         try:
-            await self._handle(hub, message)
+            await self._handle(hub, queue, message)
         finally:
             structlog.contextvars.clear_contextvars()
 
-    async def _handle(self, hub: Hub, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, hub: Hub, queue: str, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
-        try:
-            outcome = await hub.handle(inbound_from(message))
-            await message.ack()
-        except Exception:
-            # A fault outside the checks (broker, disk): the delivery goes back; the delivery limit
-            # sends it to the dead-letter queue if it keeps failing.
-            log.exception("message_failed", elapsed_ms=_elapsed_ms(started))
-            await asyncio.sleep(RETRY_PAUSE)
-            with contextlib.suppress(Exception):  # on a lost channel the broker requeues it anyway
-                await message.nack(requeue=True)
-            return
+        unavailable_since: float | None = None
+        while True:
+            try:
+                outcome = await hub.handle(inbound_from(message, replayed=queue == REPLAY_QUEUE))
+                await message.ack()
+                break
+            except LedgerUnavailable as error:
+                # Not the message's fault: keep it in hand, take nothing else, and try again until the ledger
+                # can be written (or the hub is stopped, and the message goes back to its queue).
+                if unavailable_since is None:
+                    unavailable_since = time.monotonic()
+                    log.error("ledger_unavailable", reason=str(error), action="the hub takes no message until then")
+                if self._stopping.is_set():
+                    return
+                await asyncio.sleep(self.ledger_retry_seconds)
+            except Exception:
+                # A fault outside the checks (the broker): the delivery goes back; the delivery limit sends it to
+                # the dead-letter queue if it keeps failing.
+                log.exception("message_failed", elapsed_ms=_elapsed_ms(started))
+                await asyncio.sleep(RETRY_PAUSE)
+                with contextlib.suppress(Exception):  # on a lost channel the broker requeues it anyway
+                    await message.nack(requeue=True)
+                return
+        if unavailable_since is not None:
+            log.info("ledger_available", after_seconds=round(time.monotonic() - unavailable_since, 1))
         self.processed += 1
         entry = outcome.entry
         log.info(
             "message",
+            queue=queue,
             outcome=outcome.status,
             message_id=entry.message_id if entry else message.message_id,
             sender=entry.sender if entry else message.user_id,

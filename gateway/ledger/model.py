@@ -11,6 +11,10 @@ from gateway.rules.documents import Reference
 from gateway.rules.record import CertificateRef, Effect
 
 
+class LedgerUnavailable(Exception):
+    """The ledger cannot be written (disk full, locked, gone): the hub waits, takes nothing, and tries again."""
+
+
 @dataclass(frozen=True)
 class Finding:
     """A reason or warning: a contract code and a sentence."""
@@ -57,7 +61,7 @@ class SignedNotice:
     message_id: str
     to: str
     kind: str
-    about: Reference | CertificateRef
+    about: Reference | CertificateRef | None
     body: bytes
 
 
@@ -86,6 +90,8 @@ class Ledger(Protocol):
     def find_accepted_by_digest(self, digest: str, broker_user: str) -> LedgerEntry | None: ...
 
     def mark_routed(self, sequence: int, at: datetime) -> None: ...
+
+    def unrouted(self, limit: int = 1000) -> Sequence[LedgerEntry]: ...
 
     def record_delivery_status(self, sequence: int, status: str, at: datetime) -> None: ...
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway.ledger.chain import GENESIS, ChainedEntry, ChainReport, entry_hash, verify_chain
+from gateway.ledger.db import connect, writing
 from gateway.ledger.model import NO_FILING, AckMaker, Filing, Finding, LedgerEntry, NewEntry
 from gateway.ledger.trade import SqliteTradeRecord, apply_effects
 
@@ -45,17 +46,6 @@ CREATE INDEX IF NOT EXISTS messages_digest ON messages (digest);
 
 # Columns added after the first release of the schema, for ledgers created before them.
 ADDED_COLUMNS = {"signer_serial": "TEXT", "flag": "TEXT", "entry_hash": "TEXT"}
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (and create) a SQLite database the way every part of the hub does."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed outcome survives a power cut, since its acknowledgement has left the hub.
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("PRAGMA foreign_keys=ON")
-    return connection
 
 
 def _chained_fields(entry: NewEntry, ack: bytes) -> dict[str, object]:
@@ -133,9 +123,9 @@ def _entry(row: sqlite3.Row | tuple[object, ...]) -> LedgerEntry:
 class SqliteLedger:
     """The ledger in a SQLite file. ``append`` commits before it returns."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_seconds: float = 30.0) -> None:
         self.path = path
-        self._db = connect(path)
+        self._db = connect(path, busy_seconds)
         self._db.executescript(SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
         for column, kind in ADDED_COLUMNS.items():
@@ -150,8 +140,8 @@ class SqliteLedger:
 
     def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with writing(db):
+            db.execute("BEGIN IMMEDIATE")
             cursor = db.execute(
                 "INSERT INTO messages (message_id, broker_user, sender, recipient, type, conversation_id, "
                 "ref_to_message_id, digest, body, status, reasons, warnings, received_at, signer_serial, ack_id, ack) "
@@ -193,9 +183,6 @@ class SqliteLedger:
                     sequence, notice.message_id, notice.to, notice.kind, notice.about, notice.body, entry.received_at
                 )
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return LedgerEntry(
             **{**entry.__dict__},
             sequence=sequence,
@@ -221,16 +208,27 @@ class SqliteLedger:
         return self._one("sequence = ?", (sequence,))
 
     def mark_routed(self, sequence: int, at: datetime) -> None:
-        self._db.execute(
-            "UPDATE messages SET routed_at = ? WHERE sequence = ? AND routed_at IS NULL",
-            (at.isoformat(), sequence),
-        )
+        with writing(self._db):
+            self._db.execute(
+                "UPDATE messages SET routed_at = ? WHERE sequence = ? AND routed_at IS NULL",
+                (at.isoformat(), sequence),
+            )
+
+    def unrouted(self, limit: int = 1000) -> Sequence[LedgerEntry]:
+        """Accepted documents not yet confirmed delivered, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE status = 'ACCEPTED' AND recipient IS NOT NULL "  # noqa: S608
+            "AND routed_at IS NULL ORDER BY sequence LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_entry(r) for r in rows]
 
     def record_delivery_status(self, sequence: int, status: str, at: datetime) -> None:
-        self._db.execute(
-            "UPDATE messages SET delivery_status = ?, delivery_status_at = ? WHERE sequence = ?",
-            (status, at.isoformat(), sequence),
-        )
+        with writing(self._db):
+            self._db.execute(
+                "UPDATE messages SET delivery_status = ?, delivery_status_at = ? WHERE sequence = ?",
+                (status, at.isoformat(), sequence),
+            )
 
     def chain(self, first: int = 1, last: int | None = None) -> Iterator[ChainedEntry]:
         """The entries as the hash chain sees them, recomputing the digests of the stored bytes."""

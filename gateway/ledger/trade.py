@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from gateway.errors import GatewayError
+from gateway.ledger.db import writing
 from gateway.ledger.model import SignedNotice
 from gateway.reading import parse_xml
 from gateway.rules.documents import EXPORT, IMPORT, PRE_EXPORT, Authorization, Reference, read_document
@@ -329,14 +330,14 @@ class SqliteTradeRecord:
         message_id: str,
         to: str,
         kind: str,
-        about: Reference | CertificateRef,
+        about: Reference | CertificateRef | None,
         body: bytes,
         now: datetime,
     ) -> None:
         """Keep a signed Notice before it is sent; ``sequence`` is the ledger entry that caused it."""
         self._db.execute(
             "INSERT INTO notices (message_id, to_code, kind, about, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (message_id, to, kind, str(about), body, now.isoformat()),
+            (message_id, to, kind, "" if about is None else str(about), body, now.isoformat()),
         )
         if isinstance(about, Reference):
             _event(self._db, sequence, about, f"NOTICE {kind}", message_id, f"to {to}")
@@ -344,18 +345,16 @@ class SqliteTradeRecord:
     def record_hub_notice(self, notice: SignedNotice, now: datetime) -> None:
         """Keep a notice the hub sends on its own (a deadline passed, a certificate expiring) until it is sent;
         for a deadline, mark the notification as noticed in the same transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with writing(self._db):
+            self._db.execute("BEGIN IMMEDIATE")
             self.record_notice(0, notice.message_id, notice.to, notice.kind, notice.about, notice.body, now)
-            if isinstance(notice.about, Reference):
+            if notice.kind == "PRE_EXPORT_DEADLINE_PASSED" and isinstance(notice.about, Reference):
                 self.mark_deadline_notice(notice.about, now)
             self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def mark_notice_sent(self, message_id: str, now: datetime) -> None:
-        self._db.execute("UPDATE notices SET sent_at = ? WHERE message_id = ?", (now.isoformat(), message_id))
+        with writing(self._db):
+            self._db.execute("UPDATE notices SET sent_at = ? WHERE message_id = ?", (now.isoformat(), message_id))
 
     def unsent_notices(self) -> list[tuple[str, str, bytes]]:
         rows = self._db.execute("SELECT message_id, to_code, body FROM notices WHERE sent_at IS NULL ORDER BY id")

@@ -65,7 +65,7 @@ class Notice:
 
     to: str
     kind: str
-    about: Reference | CertificateRef
+    about: Reference | CertificateRef | None  # None: the message named in RefToMessageId
     text: str
     details: str | None = None
 

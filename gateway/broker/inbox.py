@@ -1,0 +1,50 @@
+"""Deliveries from many queues, taken in turn, so that one queue's backlog never waits in front of another's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class FairInbox(Generic[T]):
+    """Round robin over the queues that have something: each ``get`` takes from the next one in turn.
+
+    Within one queue the order is kept. What waits here is bounded by the broker: each consumer has at most its
+    prefetch count of unacknowledged deliveries.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, deque[T]] = {}
+        self._turns: deque[str] = deque()  # the queues that have something, in the order they will be served
+        self._ready = asyncio.Event()
+
+    def put(self, queue: str, item: T) -> None:
+        waiting = self._waiting.setdefault(queue, deque())
+        if not waiting:
+            self._turns.append(queue)
+        waiting.append(item)
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._waiting.values())
+
+    async def get(self) -> tuple[str, T]:
+        while not self._turns:
+            self._ready.clear()
+            await self._ready.wait()
+        queue = self._turns.popleft()
+        waiting = self._waiting[queue]
+        item = waiting.popleft()
+        if waiting:
+            self._turns.append(queue)  # to the back: every other queue with something goes first
+        return queue, item
+
+    def drop(self, queue: str) -> list[T]:
+        """Forget what waits from ``queue`` (its channel is gone, the broker gives it back); returns it."""
+        waiting = self._waiting.pop(queue, deque())
+        if queue in self._turns:
+            self._turns.remove(queue)
+        return list(waiting)

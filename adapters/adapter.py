@@ -78,6 +78,21 @@ class Acknowledgement:
         )
 
 
+class PublishRefused(RuntimeError):
+    """The broker refused the message (the hub's inbound queue for this participant is full): nothing was taken.
+    Send the same bytes again later."""
+
+
+RESENDABLE = (
+    PublishRefused,
+    TimeoutError,
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.ChannelClosed,
+    ConnectionError,
+)
+
+
 class HubRejected(Exception):
     """Raised by ``send(..., check=True)`` when the hub answers REJECTED."""
 
@@ -216,10 +231,15 @@ class Adapter:
         data = self.envelope(document, to, conversation_id=conversation_id, ref_to_message_id=ref_to_message_id)
         return await self.send_signed(data, timeout=timeout, check=check)
 
-    async def send_signed(self, data: bytes, *, timeout: float = 30.0, check: bool = False) -> Acknowledgement:
+    async def send_signed(
+        self, data: bytes, *, timeout: float = 30.0, check: bool = False, resend_after: float | None = None
+    ) -> Acknowledgement:
         """Publish an already signed envelope, byte for byte; return the hub's verified acknowledgement."""
         header = read_header(parse_xml(data))
-        return await self.publish(data, message_id=header.message_id, type=header.type, timeout=timeout, check=check)
+        return await self.publish(
+            data, message_id=header.message_id, type=header.type, timeout=timeout, check=check,
+            resend_after=resend_after,
+        )  # fmt: skip
 
     async def publish(
         self,
@@ -230,11 +250,36 @@ class Adapter:
         timeout: float = 30.0,
         check: bool = False,
         properties: Mapping[str, Any] | None = None,
+        resend_after: float | None = None,
     ) -> Acknowledgement:
         """Publish raw bytes with the contract's properties and wait for the acknowledgement.
 
         ``properties`` overrides AMQP properties (to see how the hub answers a client that gets them wrong).
+        With ``resend_after``, the same bytes are published again whenever no acknowledgement came within that many
+        seconds or the publish failed (the broker restarting, a full queue), until ``timeout``: the hub answers a
+        resend with the first acknowledgement and never routes the message twice.
         """
+        if resend_after is None:
+            return await self._publish_once(data, message_id, type, timeout, check, properties)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                return await self._publish_once(data, message_id, type, min(resend_after, left), check, properties)
+            except RESENDABLE:
+                if asyncio.get_running_loop().time() + 0.2 >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def _publish_once(
+        self,
+        data: bytes,
+        message_id: str,
+        type: str,
+        timeout: float,
+        check: bool,
+        properties: Mapping[str, Any] | None,
+    ) -> Acknowledgement:
         if self._channel is None:
             raise RuntimeError("the adapter is not connected")
         future: asyncio.Future[Acknowledgement] = asyncio.get_running_loop().create_future()
@@ -249,7 +294,13 @@ class Adapter:
                 "type": type,
             }
             fields.update(properties or {})
-            await exchange.publish(aio_pika.Message(data, **fields), routing_key=self.config.code)
+            try:
+                await exchange.publish(aio_pika.Message(data, **fields), routing_key=self.config.code)
+            except aio_pika.exceptions.DeliveryError:
+                raise PublishRefused(
+                    f"the broker refused the message: the hub's inbound queue for {self.config.code} is full; "
+                    "send it again later"
+                ) from None
             acknowledgement = await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(message_id, None)

@@ -74,6 +74,11 @@ class Site:
             "I2ES_HOME": str(self.settings.home),
             "I2ES_VHOST": self.settings.vhost,
             "I2ES_LOG_FORMAT": "json",
+            "I2ES_BROKER_URL": self.settings.broker_url,
+            "I2ES_MANAGEMENT_URL": self.settings.management_url,
+            "I2ES_QUEUE_MAX_LENGTH": str(self.settings.queue_max_length),
+            "I2ES_SCHEDULE_SECONDS": str(self.settings.schedule_seconds),
+            "I2ES_LEDGER_URL": self.settings.ledger_url,
         }
 
 
@@ -129,12 +134,14 @@ def _restore_users(admin: Management, saved: dict[str, dict[str, Any] | None]) -
 
 
 @contextmanager
-def bench_site(senders: int, receivers: int, parent: Path | None = None) -> Iterator[Site]:
-    """Set up a hub in a new folder and a new vhost ``i2es-bench-<hex>``; remove both afterwards."""
+def bench_site(senders: int, receivers: int, parent: Path | None = None, **settings_fields: Any) -> Iterator[Site]:
+    """Set up a hub in a new folder and a new vhost ``i2es-bench-<hex>``; remove both afterwards.
+
+    ``settings_fields`` sets other settings of the hub (another broker's URLs, a queue length limit)."""
     if not 1 <= senders <= len(SENDER_CODES) or not 1 <= receivers <= len(RECEIVER_CODES):
         raise BenchError(f"between 1 and {len(SENDER_CODES)} senders and 1 and {len(RECEIVER_CODES)} receivers")
     folder = Path(tempfile.mkdtemp(prefix="i2es-bench-", dir=parent))
-    settings = Settings(home=folder, vhost=f"i2es-bench-{secrets.token_hex(4)}")
+    settings = Settings(home=folder, vhost=f"i2es-bench-{secrets.token_hex(4)}", **settings_fields)
     site = Site(settings, SENDER_CODES[:senders], RECEIVER_CODES[:receivers])
     admin = management(settings)
     try:

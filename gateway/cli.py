@@ -828,6 +828,17 @@ def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.dead_letters import replay
+
+    done = asyncio.run(replay(settings, args.message_id))
+    if args.json:
+        _print_json({"message_id": done.message_id, "user_id": done.user_id, "queue": "i2es.replay"})
+    else:
+        print(f"replayed {done.message_id} as sent by {done.user_id}: the hub takes it again from i2es.replay")
+    return 0
+
+
 def cmd_ca_audit(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.registry import Registry
 
@@ -1093,6 +1104,14 @@ def build_parser() -> argparse.ArgumentParser:
         dlq, "list", cmd_dlq_list, "Show the messages in i2es.dead and why each is there, leaving them in the queue."
     )
     dlq_list.add_argument("--limit", type=int, default=50)
+    dlq_replay = command(
+        dlq,
+        "replay",
+        cmd_dlq_replay,
+        "Give one dead letter back to the hub, as sent by its original broker user; removed from i2es.dead once "
+        "the broker has confirmed it.",
+    )
+    dlq_replay.add_argument("message_id", help="its AMQP message_id, as `i2es dlq list` shows it")
     hsm = commands.add_parser("hsm", help="The hub's signing key in a PKCS#11 token.").add_subparsers(
         dest="hsm_command", required=True, metavar="SUBCOMMAND"
     )

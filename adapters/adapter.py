@@ -187,8 +187,8 @@ class Adapter:
         )
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=self.config.prefetch)
-        # No declare: a participant may configure nothing; its queue is the hub's to create.
-        queue = await self._channel.get_queue(f"i2es.deliver.{self.config.code}", ensure=False)
+        # A passive declare, which needs no permission: the robust channel restores its consumer after a reconnect.
+        queue = await self._channel.get_queue(f"i2es.deliver.{self.config.code}", ensure=True)
         await queue.consume(self._on_message)
 
     async def close(self) -> None:

@@ -123,8 +123,11 @@ class Exchange:
             if header is not None and header.type == "Notice":
                 self.notices.append(delivery.raw)
             elif header is not None:
-                self.delivered[header.message_id] += 1
-            await delivery.ack()
+                self.delivered[header.message_id] += 1  # stored: then acknowledged
+            try:
+                await delivery.ack()
+            except Exception:  # its channel is gone: the broker delivers it again, counted as a duplicate
+                continue
 
     async def send_all(self, concurrency: int = 32, timeout: float = 300.0) -> None:
         gate = asyncio.Semaphore(concurrency)

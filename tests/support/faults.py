@@ -93,6 +93,7 @@ class Exchange:
     resend_after: float = 5.0
     acknowledgements: dict[str, Acknowledgement] = field(default_factory=dict)
     delivered: Counter[str] = field(default_factory=Counter)
+    arrivals: list[str] = field(default_factory=list)  # MessageIds in the order they arrived
     notices: list[bytes] = field(default_factory=list)
     adapters: dict[str, Adapter] = field(default_factory=dict)
     _receiving: list[asyncio.Task[None]] = field(default_factory=list)
@@ -107,8 +108,8 @@ class Exchange:
             code, self.site.participant_url(code), self.site.home.participant_signer(code), self.site.anchors()
         )
 
-    async def connect(self, *, receivers: bool = True) -> None:
-        codes = self.site.senders + (self.site.receivers if receivers else ())
+    async def connect(self, *, receivers: bool = True, only: tuple[str, ...] | None = None) -> None:
+        codes = only or (self.site.senders + (self.site.receivers if receivers else ()))
         for code in codes:
             if code not in self.adapters:
                 adapter = Adapter(self.config(code))
@@ -124,6 +125,7 @@ class Exchange:
                 self.notices.append(delivery.raw)
             elif header is not None:
                 self.delivered[header.message_id] += 1  # stored: then acknowledged
+                self.arrivals.append(header.message_id)
             try:
                 await delivery.ack()
             except Exception:  # its channel is gone: the broker delivers it again, counted as a duplicate

@@ -98,6 +98,33 @@ def test_a_created_at_in_another_time_zone_is_compared_as_an_instant(pki: Pki, c
     assert reasons(checks, inbound(sign_envelope(envelope, pki.signers["DE"]))) == []
 
 
+def test_a_created_at_of_hour_24_on_the_last_day_of_year_9999_is_refused_with_a_reason_code(
+    pki: Pki, checks: Checks
+) -> None:
+    # A valid xs:dateTime whose instant, 10000-01-01T00:00:00Z, no datetime can hold.
+    envelope = envelope_of("ExportAuthorization")
+    created_at = envelope.find("{urn:i2es:envelope:1}Header/{urn:i2es:envelope:1}CreatedAt")
+    message_id = envelope.findtext("{urn:i2es:envelope:1}Header/{urn:i2es:envelope:1}MessageId")
+    assert created_at is not None
+    created_at.text = "9999-12-31T24:00:00Z"
+    data = sign_envelope(envelope, pki.signers["DE"])
+    # Built by hand: inbound() reads the properties with header_of, which cannot read this CreatedAt.
+    message = Inbound(data, "DE", message_id, "ExportAuthorization", "application/xml", 2)
+    assert reasons(checks, message) == ["SCHEMA_INVALID"]
+
+
+@pytest.mark.parametrize("name", ["ExportAuthorization", "PreExportNotification"])
+@pytest.mark.parametrize("unit", ["mL", "L", "unit"])
+def test_an_anhydrous_base_that_is_not_a_mass_is_refused_as_schema_invalid(
+    pki: Pki, checks: Checks, name: str, unit: str
+) -> None:
+    # The schema allows any unit on AnhydrousBase; the estimates and the ledger weigh it in grams.
+    envelope = envelope_of(name)
+    for base in envelope.iter("{urn:i2es:authorization:1}AnhydrousBase"):
+        base.set("unit", unit)
+    assert reasons(checks, inbound(sign_envelope(envelope, pki.signers["DE"]))) == ["SCHEMA_INVALID"]
+
+
 def test_the_hub_is_not_a_recipient(pki: Pki, checks: Checks) -> None:
     data = signed("ExportAuthorization", pki.signers["DE"], recipient="HUB")
     assert reasons(checks, inbound(data)) == ["UNKNOWN_RECIPIENT"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aio_pika
 import aiormq
 import pytest
@@ -81,3 +83,26 @@ async def test_a_participant_can_configure_nothing(hub: RunningHub) -> None:
 async def test_a_wrong_password_is_refused(hub: RunningHub) -> None:
     with pytest.raises(aiormq.exceptions.ProbableAuthenticationError):
         await aio_pika.connect(vhost_url(hub.settings, "CH", "not-the-password"))
+
+
+async def test_a_participant_opens_at_most_its_share_of_connections_and_channels(hub: RunningHub) -> None:
+    from datetime import UTC, datetime
+
+    from gateway.admin import add_participant, management
+
+    limited = hub.settings.model_copy(update={"participant_max_connections": 2, "participant_max_channels": 3})
+    await asyncio.to_thread(
+        add_participant, limited, "PT", "INFARMED", datetime.now(UTC), password=participant_password("PT")
+    )
+    assert management(hub.settings).user_limits("PT")[0]["value"] == {"max-connections": 2, "max-channels": 3}
+    first, second = await connect_as(hub, "PT"), await connect_as(hub, "PT")
+    try:
+        with pytest.raises(aiormq.exceptions.AMQPError):
+            await connect_as(hub, "PT")  # a third connection is refused (the broker closes it at once)
+        channels = [await first.channel() for _ in range(3)]
+        with pytest.raises(aio_pika.exceptions.AMQPError):
+            await second.channel()  # and a fourth channel across its connections
+        assert len(channels) == 3
+    finally:
+        await first.close()
+        await second.close()

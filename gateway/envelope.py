@@ -56,7 +56,10 @@ def parse_instant(text: str) -> datetime:
     midnight_end = "T24:00:00" in text  # xs:dateTime allows 24:00:00, the end of the day: the next day's 00:00
     value = datetime.fromisoformat(text.replace("T24:00:00", "T00:00:00").replace("Z", "+00:00"))
     if midnight_end:
-        value += timedelta(days=1)
+        try:
+            value += timedelta(days=1)
+        except OverflowError:  # 9999-12-31T24:00:00 is the first instant of the year 10000
+            raise ValueError(f"{text!r} is after the last day a date can have (9999-12-31)") from None
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
     return value

@@ -39,6 +39,14 @@ def _quantity(element: etree._Element, name: str) -> Quantity:
     return parse_quantity(found.text, found.get("unit", ""))
 
 
+def _anhydrous_base(item: etree._Element) -> Quantity:
+    # The schema allows every unit here, but the rules and the ledger weigh the base in grams.
+    base = _quantity(item, "AnhydrousBase")
+    if base.dimension != "mass":
+        raise ValueError(f"item {item.get('line')}: AnhydrousBase is in {base.unit}; it must be a mass (mg, g, kg)")
+    return base
+
+
 @dataclass(frozen=True)
 class Party:
     name: str
@@ -98,7 +106,7 @@ def _items(document: etree._Element) -> tuple[Item, ...]:
                 salt=_optional(item, "Substance/Salt"),
                 regime=_optional(item, "ControlRegime") or "",
                 quantity=_quantity(item, "Quantity"),
-                anhydrous_base=_quantity(item, "AnhydrousBase"),
+                anhydrous_base=_anhydrous_base(item),
                 number_of_units=int(_optional(item, "NumberOfUnits") or 0),
             )
         )
@@ -195,7 +203,7 @@ def read_document(document: etree._Element) -> Document | None:
                     inn=_text(item, "Substance/INN"),
                     salt=_optional(item, "Substance/Salt"),
                     quantity=_quantity(item, "QuantityImported"),
-                    anhydrous_base=_quantity(item, "AnhydrousBase"),
+                    anhydrous_base=_anhydrous_base(item),
                 )
                 for item in document.iterfind(f"{_q('Items')}/{_q('Item')}")
             ),

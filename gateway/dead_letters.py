@@ -8,7 +8,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from gateway.admin import AdminError, vhost_url
-from gateway.broker.service import REPLAY_USER_HEADER
+from gateway.broker.service import REPLAY_USER_HEADER, header_text
 from gateway.broker.topology import DEAD_QUEUE, REPLAY_QUEUE
 from gateway.settings import Settings
 
@@ -25,10 +25,7 @@ class Replayed:
 
 def sender_of(message: AbstractIncomingMessage) -> str | None:
     """The broker user who sent a dead letter: its ``user_id``, or, where the hub dead-lettered it, its header."""
-    if message.user_id:
-        return message.user_id
-    header = (message.headers or {}).get("x-i2es-user-id")
-    return header.decode() if isinstance(header, bytes) else (str(header) if header else None)
+    return message.user_id or header_text(message, "x-i2es-user-id")
 
 
 async def replay(settings: Settings, message_id: str) -> Replayed:

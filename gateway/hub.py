@@ -150,6 +150,8 @@ class Hub:
 
     async def route_deferred(self) -> int:
         """Send, in ledger order, what a full queue refused (or a stop left unsent); returns how many went."""
+        if not self._backlogged:  # what a stop left unrouted was counted in at start
+            return 0
         sent = 0
         refused: set[str] = set()
         while True:

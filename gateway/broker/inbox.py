@@ -41,10 +41,3 @@ class FairInbox(Generic[T]):
         if waiting:
             self._turns.append(queue)  # to the back: every other queue with something goes first
         return queue, item
-
-    def drop(self, queue: str) -> list[T]:
-        """Forget what waits from ``queue`` (its channel is gone, the broker gives it back); returns it."""
-        waiting = self._waiting.pop(queue, deque())
-        if queue in self._turns:
-            self._turns.remove(queue)
-        return list(waiting)

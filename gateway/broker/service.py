@@ -31,11 +31,13 @@ RETRY_PAUSE = 1.0
 REPLAY_USER_HEADER = "x-i2es-replay-user-id"
 
 
+def header_text(message: AbstractIncomingMessage, name: str) -> str | None:
+    value = (message.headers or {}).get(name)
+    return value.decode() if isinstance(value, bytes) else (str(value) if value else None)
+
+
 def inbound_from(message: AbstractIncomingMessage, replayed: bool = False) -> Inbound:
-    user_id = message.user_id
-    if replayed:
-        header = (message.headers or {}).get(REPLAY_USER_HEADER)
-        user_id = header.decode() if isinstance(header, bytes) else (str(header) if header else None)
+    user_id = header_text(message, REPLAY_USER_HEADER) if replayed else message.user_id
     return Inbound(
         body=message.body,
         user_id=user_id,

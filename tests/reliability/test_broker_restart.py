@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench._site import Site, bench_site
-from tests.support.faults import MESSAGES, Exchange, HubProcess, SpareNode
+from tests.support.faults import Exchange, HubProcess, SpareNode
 
 pytestmark = pytest.mark.reliability
 
@@ -33,20 +33,13 @@ def spare_site(node: SpareNode, tmp_path: Path) -> Iterator[Site]:
 async def test_a_broker_restarted_under_load_loses_nothing(node: SpareNode, spare_site: Site, tmp_path: Path) -> None:
     hub = HubProcess(spare_site, tmp_path / "hub.log")
     exchange = Exchange.of(spare_site)
-    hub.start()
-    await exchange.connect()
-    try:
-        sending = asyncio.create_task(exchange.send_all())
-        while len(exchange.acknowledgements) < MESSAGES // 3:
-            await asyncio.sleep(0.02)
-        restarted_at = len(exchange.acknowledgements)
+
+    async def restart_broker() -> None:
         await asyncio.to_thread(node.run, "stop")
         await asyncio.to_thread(node.run, "start")
-        await sending
-        await exchange.wait_delivered()
-    finally:
-        await exchange.close()
-        stopped = hub.stop()
+
+    restarted_at = await exchange.through_fault(hub, restart_broker)
+    stopped = hub.stop()  # its exit status, from the stop at the end of the stream
     figures = exchange.figures()
     print(figures.line(f"broker restarted after {restarted_at} acknowledgements"))
     assert figures.lost == 0

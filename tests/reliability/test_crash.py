@@ -18,21 +18,13 @@ pytestmark = pytest.mark.reliability
 async def test_a_hub_killed_mid_stream_and_restarted_loses_nothing(site: Site, tmp_path: Path) -> None:
     hub = HubProcess(site, tmp_path / "hub.log")
     exchange = Exchange.of(site)
-    hub.start()
-    await exchange.connect()
-    try:
-        sending = asyncio.create_task(exchange.send_all())
-        while len(exchange.acknowledgements) < MESSAGES // 3:
-            await asyncio.sleep(0.02)
+
+    async def kill_and_restart() -> None:
         hub.kill()
-        killed_at = len(exchange.acknowledgements)
         await asyncio.sleep(1.0)
         hub.start()
-        await sending
-        await exchange.wait_delivered()
-    finally:
-        await exchange.close()
-        hub.stop()
+
+    killed_at = await exchange.through_fault(hub, kill_and_restart)
     figures = exchange.figures()
     print(figures.line(f"SIGKILL after {killed_at} acknowledgements"))
     assert figures.lost == 0

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +143,24 @@ class Exchange:
                 self.acknowledgements[message.message_id] = ack
 
         await asyncio.gather(*(send(m) for m in self.outgoing))
+
+    async def through_fault(self, hub: HubProcess, fault: Callable[[], Awaitable[None]]) -> int:
+        """Send everything with ``hub`` running, doing ``fault`` once a third is acknowledged; wait for every
+        delivery. Returns how many were acknowledged when the fault began."""
+        hub.start()
+        await self.connect()
+        try:
+            sending = asyncio.create_task(self.send_all())
+            while len(self.acknowledgements) < len(self.outgoing) // 3:
+                await asyncio.sleep(0.02)
+            at = len(self.acknowledgements)
+            await fault()
+            await sending
+            await self.wait_delivered()
+        finally:
+            await self.close()
+            hub.stop()
+        return at
 
     async def wait_delivered(self, timeout: float = 120.0) -> None:
         """Until every document has arrived at its recipient, or the time is up."""

@@ -36,11 +36,3 @@ async def test_get_waits_for_the_next_put() -> None:
     assert not waiting.done()
     inbox.put("q", "x")
     assert await asyncio.wait_for(waiting, 1) == ("q", "x")
-
-
-async def test_dropping_a_queue_forgets_what_waits_from_it() -> None:
-    inbox: FairInbox[str] = FairInbox()
-    inbox.put("a", "a0")
-    inbox.put("b", "b0")
-    assert inbox.drop("a") == ["a0"]
-    assert await inbox.get() == ("b", "b0")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from certs.trust import TrustStore
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from gateway.pipeline import Checks, Inbound, examine
 from gateway.reading import ReadingPolicy
 from gateway.registry import Registry

@@ -368,7 +368,7 @@ def _build_target(args: argparse.Namespace) -> tuple[_Target, dict[str, _Seed]]:
 
     from certs.trust import TrustStore
     from gateway.envelope import read_header
-    from gateway.ledger.sqlite import SqliteLedger
+    from gateway.ledger.store import SqliteLedger
     from gateway.pipeline import Checks, Inbound, examine
     from gateway.reading import DSIG_NS, ReadingPolicy, parse_xml
     from gateway.registry import Registry

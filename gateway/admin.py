@@ -19,7 +19,7 @@ from certs.keys import generate_key, write_certificates, write_private_key
 from gateway.broker.management import Management
 from gateway.broker.topology import Topology
 from gateway.home import Home
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import open_ledger
 from gateway.registry import Registry
 from gateway.security import default_actor, revoke
 from gateway.settings import Settings
@@ -97,7 +97,7 @@ def initialize(
         registry.audit(default_actor(), "init", "root CA, issuing CA and the hub's signing certificate", now,
                        serial=f"{certificate.serial_number:x}", code="HUB")  # fmt: skip
     registry.close()
-    SqliteLedger(settings.ledger_path).close()
+    open_ledger(settings.ledger_url, settings.ledger_path).close()  # creates its tables
     admin = management(settings)
     admin.put_vhost(settings.vhost)
     admin.put_permissions(settings.vhost, admin.user, ".*", ".*", ".*")

@@ -22,7 +22,7 @@ from gateway.envelope import Header, build_envelope, new_message_id, read_header
 from gateway.errors import GatewayError
 from gateway.home import Home
 from gateway.ledger.model import LedgerEntry
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import LedgerMissing, SqlLedger, ledger_for
 from gateway.reading import DOCUMENT_NS, DSIG_NS, ENVELOPE_NS, ReadingPolicy, parse_xml, read_message
 from gateway.registry import REVOCATION_REASONS
 from gateway.security import default_actor
@@ -404,9 +404,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ledger_show(args: argparse.Namespace, settings: Settings) -> int:
-    if not settings.ledger_path.exists():
-        raise CommandError(f"no ledger at {settings.ledger_path}: run `i2es init` first")
-    ledger = SqliteLedger(settings.ledger_path)
+    ledger = _trade_record(settings)
     try:
         entries = ledger.entries(limit=args.limit, after=args.after)
     finally:
@@ -507,10 +505,11 @@ def format_ledger(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _trade_record(settings: Settings) -> SqliteLedger:
-    if not settings.ledger_path.exists():
-        raise CommandError(f"no ledger at {settings.ledger_path}: run `i2es init` first")
-    return SqliteLedger(settings.ledger_path)
+def _trade_record(settings: Settings) -> SqlLedger:
+    try:
+        return ledger_for(settings)
+    except LedgerMissing as missing:
+        raise CommandError(str(missing)) from None
 
 
 def cmd_estimates_load(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,7 +16,7 @@ from gateway.broker.service import connect
 from gateway.cli import format_ledger, ledger_rows
 from gateway.envelope import body_document
 from gateway.home import Home
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import ledger_for
 from gateway.logs import configure_logging
 from gateway.reading import DOCUMENT_NS, parse_xml
 from gateway.rules.estimates import read_estimates
@@ -204,7 +204,7 @@ def run_demo(settings: Settings) -> int:
     for code, name in PARTIES.items():
         report = add_participant(settings, code, name, now)
         print(f"registered {code}: {name}; signing certificate serial {report.certificate.serial_number:x}")
-    ledger = SqliteLedger(settings.ledger_path)
+    ledger = ledger_for(settings)
     for row in read_estimates((DOCUMENTS / "estimates.csv").read_text(encoding="utf-8")):
         ledger.trade.load_estimate(row.country, row.inn, row.year, row.kind, row.grams, now)
         print(
@@ -215,11 +215,11 @@ def run_demo(settings: Settings) -> int:
     try:
         asyncio.run(_run(settings, parts))
         print("\nThe hub's ledger:")
-        ledger = SqliteLedger(settings.ledger_path)
+        ledger = ledger_for(settings)
         rows = ledger_rows(ledger.entries())
         ledger.close()
         print(format_ledger(rows))
-        ledger = SqliteLedger(settings.ledger_path)
+        ledger = ledger_for(settings)
         print("\nThe trade record of CH-IMP-2026-004711 (i2es trade show):")
         for event in ledger.trade.events("CH-IMP-2026-004711"):
             print(f"  {event.type:21}  {event.number:20}  {event.kind:29}  {event.detail}")

@@ -12,7 +12,7 @@ from certs.trust import TrustStore
 from gateway.broker.service import HubService
 from gateway.home import Home
 from gateway.hub import Hub, Outbox
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import ledger_for
 from gateway.pipeline import Checks
 from gateway.reading import ReadingPolicy
 from gateway.registry import Registry
@@ -36,7 +36,7 @@ class HubParts:
         if not home.is_initialized():
             raise RuntimeError(f"the hub in {home.root} is not set up: run `i2es init` first")
         self.settings = settings
-        self.ledger = SqliteLedger(settings.ledger_path, settings.ledger_busy_seconds)
+        self.ledger = ledger_for(settings)
         self.registry = Registry(settings.ledger_path)
         self.signer: Signer = home.hub_signer()
         if settings.signer == "pkcs11":

@@ -19,7 +19,7 @@ from certs.keys import common_name, generate_key, write_certificates, write_pkcs
 from certs.revocation import REASONS, build_crl, write_crl
 from gateway.broker.management import Management, ManagementError
 from gateway.home import Home
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import ledger_for
 from gateway.registry import CertificateRecord, Registry, serial_hex
 from gateway.settings import Settings
 
@@ -161,7 +161,7 @@ def revoke(settings: Settings, serial: str, reason: str, now: datetime, *, actor
         registry.close()
     flagged = 0
     if reason in ("keyCompromise", "cACompromise"):
-        ledger = SqliteLedger(settings.ledger_path)
+        ledger = ledger_for(settings)
         try:
             flagged = ledger.flag_signed_by(record.serial, "KEY_COMPROMISE")
         finally:

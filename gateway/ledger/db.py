@@ -1,13 +1,42 @@
-"""The SQLite connection every part of the hub opens, and how a write fails."""
+"""The ledger's database: SQLite (the embedded default) or PostgreSQL, behind one small interface.
+
+The ledger and the trade record write their SQL once, with ``?`` placeholders and SQLite's column types;
+``Database`` runs it on either engine. A write is a ``transaction()``: one at a time across every process
+that shares the database (``BEGIN IMMEDIATE`` in SQLite, a transaction-scoped advisory lock in
+PostgreSQL), so the ledger's sequence numbers and hash chain have one order. A transaction opened inside
+another joins it: a group of appends commits once. A failure of the engine itself (disk full, lock held
+too long, connection lost) is ``LedgerUnavailable``; a uniqueness violation is ``Conflict``.
+"""
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.ledger.model import LedgerUnavailable
+
+# Every hub process takes this PostgreSQL advisory lock for each write: "I2ES" in ASCII.
+WRITE_LOCK = 0x49324553
+
+
+class Conflict(Exception):
+    """A write broke a uniqueness rule: another process recorded the same thing first."""
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 def connect(path: Path, busy_seconds: float = 30.0) -> sqlite3.Connection:
@@ -21,15 +50,240 @@ def connect(path: Path, busy_seconds: float = 30.0) -> sqlite3.Connection:
     return connection
 
 
-@contextmanager
-def writing(db: sqlite3.Connection) -> Iterator[None]:
-    """One write, rolled back whole if it fails; a full disk, a lock held too long or an I/O error is the
-    ledger being unavailable, which the hub waits out, not the message's fault."""
-    try:
-        yield
-    except BaseException as error:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+class Database:
+    """One connection to the ledger's database."""
+
+    dialect = "sqlite"
+    # The column that orders rows as they were inserted, in tables without a key of their own.
+    insertion_order = "rowid"
+
+    def __init__(self) -> None:
+        self._depth = 0
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        raise NotImplementedError
+
+    def create(self, schema: str) -> None:
+        """Run ``CREATE ... IF NOT EXISTS`` statements written in SQLite's dialect."""
+        raise NotImplementedError
+
+    def columns(self, table: str) -> set[str]:
+        raise NotImplementedError
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write, committed whole or not at all; inside another transaction, part of it."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield
+            self._commit()
+        except BaseException as error:
+            self._rollback()
+            translated = self._translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+        finally:
+            self._depth = 0
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        raise NotImplementedError
+
+    def _translate(self, error: BaseException) -> BaseException:
+        return error
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SqliteDatabase(Database):
+    """A SQLite file in WAL mode, safe for several processes on one machine."""
+
+    def __init__(self, path: Path, busy_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.path = path
+        self._db = connect(path, busy_seconds)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        try:
+            return self._db.execute(sql, tuple(params))
+        except sqlite3.Error as error:
+            if self._depth:
+                raise  # the transaction rolls back and translates it
+            raise self._translate(error) from error
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def create(self, schema: str) -> None:
+        self._db.executescript(schema)
+
+    def columns(self, table: str) -> set[str]:
+        return {str(row[1]) for row in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def _begin(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self._translate(error) from error
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _translate(self, error: BaseException) -> BaseException:
+        if isinstance(error, sqlite3.IntegrityError):
+            return Conflict(str(error))
         if isinstance(error, sqlite3.OperationalError):
-            raise LedgerUnavailable(f"the ledger cannot be written: {error}") from error
-        raise
+            return LedgerUnavailable(f"the ledger cannot be written: {error}")
+        return error
+
+    def close(self) -> None:
+        self._db.close()
+
+
+_PG_TYPES = (
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+)
+
+
+def postgres_schema(schema: str) -> list[str]:
+    """SQLite DDL as PostgreSQL statements: the same tables, with PostgreSQL's types."""
+    for pattern, replacement in _PG_TYPES:
+        schema = pattern.sub(replacement, schema)
+    lines = [line for line in schema.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+@lru_cache(maxsize=512)
+def postgres_sql(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s``; a literal ``%`` doubled."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database shared by several hub processes, on one machine or many."""
+
+    dialect = "postgresql"
+    insertion_order = "id"
+
+    def __init__(self, url: str, connect_seconds: float = 10.0) -> None:
+        super().__init__()
+        self.url = url
+        self._connect_seconds = connect_seconds
+        self._conn: Any = None
+        self._open()
+
+    def _open(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._connect_seconds))
+            except psycopg.OperationalError as error:
+                raise LedgerUnavailable(f"the ledger's database cannot be reached: {error}") from error
+        return self._conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        try:
+            return self._open().execute(postgres_sql(sql), tuple(params))  # type: ignore[no-any-return]
+        except Exception as error:
+            if self._depth:
+                raise
+            raise self._translate(error) from error
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._open().cursor() as cursor:
+            cursor.executemany(postgres_sql(sql), rows)
+
+    def create(self, schema: str) -> None:
+        conn = self._open()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))  # two hubs starting at once
+            for statement in postgres_schema(schema):
+                conn.execute(statement)
+
+    def columns(self, table: str) -> set[str]:
+        rows = self._open().execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND table_schema = "
+            "current_schema()",
+            (table,),
+        )
+        return {str(row[0]) for row in rows}
+
+    def _begin(self) -> None:
+        conn = self._open()
+        try:
+            conn.execute("BEGIN")
+            # Writers one at a time, across every hub: sequence numbers and the hash chain have one order.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        except Exception as error:
+            self._rollback()
+            raise self._translate(error) from error
+
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        import psycopg
+
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.close()
+
+    def _translate(self, error: BaseException) -> BaseException:
+        import psycopg
+
+        if isinstance(error, psycopg.errors.IntegrityError):
+            return Conflict(str(error))
+        if isinstance(error, psycopg.OperationalError | psycopg.errors.InsufficientResources):
+            return LedgerUnavailable(f"the ledger cannot be written: {error}")
+        if isinstance(error, psycopg.InterfaceError):
+            return LedgerUnavailable(f"the ledger's connection was lost: {error}")
+        return error
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+def open_database(url: str, default_path: Path, busy_seconds: float = 30.0) -> Database:
+    """The database a ledger URL names: ``postgresql://...``, ``sqlite:///path``, or empty for the default file."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url)
+    if url.startswith("sqlite:///"):
+        return SqliteDatabase(Path(url.removeprefix("sqlite:///")), busy_seconds)
+    if url:
+        raise ValueError(f"unknown ledger URL {url!r}: use postgresql://... or sqlite:///path")
+    return SqliteDatabase(default_path, busy_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -81,7 +82,9 @@ AckMaker = Callable[[int], tuple[str, bytes]]
 
 
 class Ledger(Protocol):
-    """Append-only log of outcomes. ``append`` commits before it returns."""
+    """Append-only log of outcomes. ``append`` commits before it returns, unless inside ``group()``."""
+
+    def group(self) -> AbstractContextManager[None]: ...
 
     def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry: ...
 
@@ -90,6 +93,8 @@ class Ledger(Protocol):
     def find_accepted_by_digest(self, digest: str, broker_user: str) -> LedgerEntry | None: ...
 
     def mark_routed(self, sequence: int, at: datetime) -> None: ...
+
+    def mark_routed_many(self, sequences: Sequence[int], at: datetime) -> None: ...
 
     def unrouted(self, limit: int = 1000) -> Sequence[LedgerEntry]: ...
 

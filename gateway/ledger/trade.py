@@ -1,4 +1,4 @@
-"""The trade record in SQLite: authorizations on file, endorsements, estimates and the hub's notices.
+"""The trade record: authorizations on file, endorsements, estimates and the hub's notices.
 
 Written only inside the ledger's transaction (``apply_effects``), so a document's outcome and what it
 changes in the trade record are committed together or not at all.
@@ -6,14 +6,13 @@ changes in the trade record are committed together or not at all.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from gateway.errors import GatewayError
-from gateway.ledger.db import writing
+from gateway.ledger.db import Database
 from gateway.ledger.model import SignedNotice
 from gateway.reading import parse_xml
 from gateway.rules.documents import EXPORT, IMPORT, PRE_EXPORT, Authorization, Reference, read_document
@@ -66,6 +65,7 @@ CREATE TABLE IF NOT EXISTS authorization_items (
     PRIMARY KEY (type, issuing_country, number, line)
 );
 CREATE TABLE IF NOT EXISTS trade_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     sequence INTEGER NOT NULL,
     type TEXT NOT NULL,
     issuing_country TEXT NOT NULL,
@@ -114,7 +114,7 @@ def _key(ref: Reference) -> tuple[str, str, str]:
 
 
 def apply_effects(
-    db: sqlite3.Connection, sequence: int, message_id: str, sender: str, recipient: str, document: bytes,
+    db: Database, sequence: int, message_id: str, sender: str, recipient: str, document: bytes,
     effects: Iterable[Effect],
 ) -> None:  # fmt: skip
     """Record what an accepted document changes; called inside the ledger's open transaction."""
@@ -157,7 +157,7 @@ def apply_effects(
 
 
 def _file(
-    db: sqlite3.Connection, effect: FileAuthorization, sequence: int, message_id: str, sender: str, recipient: str,
+    db: Database, effect: FileAuthorization, sequence: int, message_id: str, sender: str, recipient: str,
     document: bytes,
 ) -> None:  # fmt: skip
     a = effect.authorization
@@ -194,9 +194,7 @@ def _file(
         _event(db, sequence, a.import_ref, "ANSWERED", message_id, f"by {a.type} {a.number}")
 
 
-def _event(
-    db: sqlite3.Connection, sequence: int, ref: Reference, kind: str, message_id: str | None, detail: str
-) -> None:
+def _event(db: Database, sequence: int, ref: Reference, kind: str, message_id: str | None, detail: str) -> None:
     db.execute(
         "INSERT INTO trade_events (sequence, type, issuing_country, number, kind, message_id, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -215,12 +213,12 @@ class TradeEvent:
     detail: str
 
 
-class SqliteTradeRecord:
-    """The rules' view of the trade record (``TradeView``), over the ledger's SQLite connection."""
+class TradeRecord:
+    """The rules' view of the trade record (``TradeView``), over the ledger's connection."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        db.executescript(SCHEMA)
+        db.create(SCHEMA)
 
     def on_file(self, ref: Reference) -> OnFile | None:
         row = self._db.execute(
@@ -298,7 +296,7 @@ class SqliteTradeRecord:
         marks = ",".join("?" * len(numbers))
         rows = self._db.execute(
             f"SELECT sequence, type, issuing_country, number, kind, message_id, detail FROM trade_events "  # noqa: S608
-            f"WHERE number IN ({marks}) ORDER BY rowid",
+            f"WHERE number IN ({marks}) ORDER BY {self._db.insertion_order}",
             tuple(numbers),
         ).fetchall()
         return [TradeEvent(*r) for r in rows]
@@ -345,15 +343,13 @@ class SqliteTradeRecord:
     def record_hub_notice(self, notice: SignedNotice, now: datetime) -> None:
         """Keep a notice the hub sends on its own (a deadline passed, a certificate expiring) until it is sent;
         for a deadline, mark the notification as noticed in the same transaction."""
-        with writing(self._db):
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._db.transaction():
             self.record_notice(0, notice.message_id, notice.to, notice.kind, notice.about, notice.body, now)
             if notice.kind == "PRE_EXPORT_DEADLINE_PASSED" and isinstance(notice.about, Reference):
                 self.mark_deadline_notice(notice.about, now)
-            self._db.execute("COMMIT")
 
     def mark_notice_sent(self, message_id: str, now: datetime) -> None:
-        with writing(self._db):
+        with self._db.transaction():
             self._db.execute("UPDATE notices SET sent_at = ? WHERE message_id = ?", (now.isoformat(), message_id))
 
     def unsent_notices(self) -> list[tuple[str, str, bytes]]:

@@ -20,7 +20,7 @@ from certs.keys import generate_key
 from certs.signer import FileSigner
 from gateway.admin import add_participant, revoke_participant
 from gateway.envelope import body_document
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from gateway.signature import sign_envelope
 from tests.support.hub import RunningHub, adapter_config, participant_password
 from tests.support.pki import envelope_of, header_of, make_pki, sign_with, signed

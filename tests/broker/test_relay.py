@@ -12,7 +12,7 @@ from lxml import etree
 
 from adapters import Adapter
 from gateway.envelope import body_document
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from tests.support.hub import RunningHub
 from tests.support.pki import envelope_of, header_of, signed
 

@@ -12,7 +12,7 @@ import pytest
 from adapters import Adapter
 from gateway.admin import add_participant
 from gateway.envelope import body_document
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from gateway.reading import DOCUMENT_NS
 from tests.support.hub import RunningHub, adapter_config, drain, participant_password
 from tests.support.trade import (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench._site import Site
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from tests.support.faults import MESSAGES, Exchange, HubProcess
 
 pytestmark = pytest.mark.reliability

@@ -19,7 +19,7 @@ import pytest
 from bench._messages import ExportAuthorizations
 from bench._site import Site, api, bench_site
 from gateway.admin import management
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from gateway.settings import PROJECT_ROOT
 from tests.support.faults import Exchange, HubProcess
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from certs.trust import TrustStore
 from gateway.errors import ReasonCode
 from gateway.ledger.model import NewEntry
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from gateway.pipeline import Checks, Inbound, examine
 from gateway.reading import ReadingPolicy
 from gateway.registry import Registry

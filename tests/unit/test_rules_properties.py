@@ -13,7 +13,7 @@ from lxml import etree
 
 from gateway.errors import GatewayError, ReasonCode
 from gateway.ledger.model import Filing, NewEntry
-from gateway.ledger.sqlite import SqliteLedger
+from gateway.ledger.store import SqliteLedger
 from gateway.rules.documents import Authorization, read_document
 from gateway.rules.engine import Parties, evaluate
 from gateway.rules.substances import Catalogue

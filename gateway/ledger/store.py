@@ -1,18 +1,27 @@
-"""The embedded ledger: one SQLite file in WAL mode, safe for the hub and the CLI side by side."""
+"""The ledger: an append-only, hash-chained log of outcomes, in SQLite (embedded) or PostgreSQL (shared).
+
+SQLite, one file in WAL mode, is the default: the hub and the CLI side by side on one machine. PostgreSQL,
+chosen by ``I2ES_LEDGER_URL=postgresql://...``, lets several hub processes, on one machine or many, share one
+ledger. Both run the same SQL (``gateway.ledger.db``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.ledger.chain import GENESIS, ChainedEntry, ChainReport, entry_hash, verify_chain
-from gateway.ledger.db import connect, writing
+from gateway.ledger.db import Database, SqliteDatabase, open_database
 from gateway.ledger.model import NO_FILING, AckMaker, Filing, Finding, LedgerEntry, NewEntry
-from gateway.ledger.trade import SqliteTradeRecord, apply_effects
+from gateway.ledger.trade import TradeRecord, apply_effects
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -92,7 +101,7 @@ _COLUMNS = (
 )
 
 
-def _entry(row: sqlite3.Row | tuple[object, ...]) -> LedgerEntry:
+def _entry(row: Sequence[object]) -> LedgerEntry:
     (seq, mid, user, sender, recipient, type_, conv, ref, digest, body, status, reasons, warnings,
      received, ack_id, ack, routed, dstatus, dstatus_at, signer, flag) = row  # fmt: skip
     return LedgerEntry(
@@ -120,33 +129,45 @@ def _entry(row: sqlite3.Row | tuple[object, ...]) -> LedgerEntry:
     )
 
 
-class SqliteLedger:
-    """The ledger in a SQLite file. ``append`` commits before it returns."""
+class SqlLedger:
+    """The ledger in a database. ``append`` commits before it returns, unless inside ``group()``."""
 
-    def __init__(self, path: Path, busy_seconds: float = 30.0) -> None:
-        self.path = path
-        self._db = connect(path, busy_seconds)
-        self._db.executescript(SCHEMA)
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.create(SCHEMA)
+        present = db.columns("messages")
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:
-                self._db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
-        self._trade = SqliteTradeRecord(self._db)
+                db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
+        self._trade = TradeRecord(db)
 
     @property
-    def trade(self) -> SqliteTradeRecord:
+    def database(self) -> Database:
+        return self._db
+
+    @property
+    def trade(self) -> TradeRecord:
         """The trade record, on this ledger's connection (so it shares its transactions)."""
         return self._trade
 
+    def group(self) -> AbstractContextManager[None]:
+        """One transaction for several writes: what is appended inside commits once, at the end, or not at all."""
+        return self._db.transaction()
+
     def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry:
         db = self._db
-        with writing(db):
-            db.execute("BEGIN IMMEDIATE")
-            cursor = db.execute(
-                "INSERT INTO messages (message_id, broker_user, sender, recipient, type, conversation_id, "
-                "ref_to_message_id, digest, body, status, reasons, warnings, received_at, signer_serial, ack_id, ack) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', x'')",
+        with db.transaction():
+            # Under the write lock: the next number and the hash it chains to are this process's alone.
+            last = db.execute("SELECT sequence, entry_hash FROM messages ORDER BY sequence DESC LIMIT 1").fetchone()
+            sequence = int(last[0]) + 1 if last else 1
+            ack_id, ack = make_ack(sequence)
+            chained = entry_hash(last[1] if last and last[1] else GENESIS, sequence, _chained_fields(entry, ack))
+            db.execute(
+                "INSERT INTO messages (sequence, message_id, broker_user, sender, recipient, type, conversation_id, "
+                "ref_to_message_id, digest, body, status, reasons, warnings, received_at, signer_serial, ack_id, ack, "
+                "entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    sequence,
                     entry.message_id,
                     entry.broker_user,
                     entry.sender,
@@ -161,18 +182,10 @@ class SqliteLedger:
                     _findings(entry.warnings),
                     entry.received_at.isoformat(),
                     entry.signer_serial,
+                    ack_id,
+                    ack,
+                    chained,
                 ),
-            )
-            sequence = int(cursor.lastrowid or 0)
-            ack_id, ack = make_ack(sequence)
-            previous = db.execute(
-                "SELECT entry_hash FROM messages WHERE sequence < ? ORDER BY sequence DESC LIMIT 1", (sequence,)
-            ).fetchone()
-            fields = _chained_fields(entry, ack)
-            chained = entry_hash(previous[0] if previous else GENESIS, sequence, fields)
-            db.execute(
-                "UPDATE messages SET ack_id = ?, ack = ?, entry_hash = ? WHERE sequence = ?",
-                (ack_id, ack, chained, sequence),
             )
             apply_effects(
                 db, sequence, entry.message_id or "", entry.sender or "", entry.recipient or "", filing.document,
@@ -182,7 +195,6 @@ class SqliteLedger:
                 self._trade.record_notice(
                     sequence, notice.message_id, notice.to, notice.kind, notice.about, notice.body, entry.received_at
                 )
-            db.execute("COMMIT")
         return LedgerEntry(
             **{**entry.__dict__},
             sequence=sequence,
@@ -208,10 +220,16 @@ class SqliteLedger:
         return self._one("sequence = ?", (sequence,))
 
     def mark_routed(self, sequence: int, at: datetime) -> None:
-        with writing(self._db):
-            self._db.execute(
+        self.mark_routed_many((sequence,), at)
+
+    def mark_routed_many(self, sequences: Sequence[int], at: datetime) -> None:
+        """The broker confirmed these deliveries: one write for all of them."""
+        if not sequences:
+            return
+        with self._db.transaction():
+            self._db.executemany(
                 "UPDATE messages SET routed_at = ? WHERE sequence = ? AND routed_at IS NULL",
-                (at.isoformat(), sequence),
+                [(at.isoformat(), sequence) for sequence in sequences],
             )
 
     def unrouted(self, limit: int = 1000) -> Sequence[LedgerEntry]:
@@ -224,7 +242,7 @@ class SqliteLedger:
         return [_entry(r) for r in rows]
 
     def record_delivery_status(self, sequence: int, status: str, at: datetime) -> None:
-        with writing(self._db):
+        with self._db.transaction():
             self._db.execute(
                 "UPDATE messages SET delivery_status = ?, delivery_status_at = ? WHERE sequence = ?",
                 (status, at.isoformat(), sequence),
@@ -253,8 +271,9 @@ class SqliteLedger:
 
     def flag_signed_by(self, serial: str, flag: str) -> int:
         """Flag every message signed with the certificate ``serial``; returns how many."""
-        cursor = self._db.execute("UPDATE messages SET flag = ? WHERE signer_serial = ?", (flag, serial))
-        return cursor.rowcount
+        with self._db.transaction():
+            cursor = self._db.execute("UPDATE messages SET flag = ? WHERE signer_serial = ?", (flag, serial))
+            return cursor.rowcount
 
     def entries(self, limit: int = 100, after: int = 0) -> Sequence[LedgerEntry]:
         rows = self._db.execute(
@@ -265,3 +284,27 @@ class SqliteLedger:
 
     def close(self) -> None:
         self._db.close()
+
+
+class SqliteLedger(SqlLedger):
+    """The embedded ledger: one SQLite file in WAL mode, safe for the hub and the CLI side by side."""
+
+    def __init__(self, path: Path, busy_seconds: float = 30.0) -> None:
+        self.path = path
+        super().__init__(SqliteDatabase(path, busy_seconds))
+
+
+def open_ledger(url: str, default_path: Path, busy_seconds: float = 30.0) -> SqlLedger:
+    """The ledger ``I2ES_LEDGER_URL`` names (``postgresql://...`` or ``sqlite:///path``); empty: the home's file."""
+    return SqlLedger(open_database(url, default_path, busy_seconds))
+
+
+def ledger_for(settings: Settings) -> SqlLedger:
+    """The hub's ledger as the settings name it; the SQLite file must exist (``i2es init`` creates it)."""
+    if not settings.ledger_url.startswith(("postgresql://", "postgres://")) and not settings.ledger_path.exists():
+        raise LedgerMissing(f"no ledger at {settings.ledger_path}: run `i2es init` first")
+    return open_ledger(settings.ledger_url, settings.ledger_path, settings.ledger_busy_seconds)
+
+
+class LedgerMissing(RuntimeError):
+    """The embedded ledger's file is not there: the hub was not set up."""

@@ -8,8 +8,7 @@ that it was accepted, and the inbound delivery is acknowledged by the caller onl
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -19,8 +18,9 @@ import structlog
 from certs.signer import Signer
 from gateway.acknowledgement import sign_acknowledgement, sign_notice
 from gateway.envelope import Header
+from gateway.ledger.db import Conflict
 from gateway.ledger.model import Filing, Finding, Ledger, LedgerEntry, NewEntry, SignedNotice
-from gateway.pipeline import Checks, Directory, Inbound, Verdict, examine, internal_error
+from gateway.pipeline import Checks, Directory, Inbound, Opened, Verdict, internal_error, judge, open_message
 from gateway.registry import CertificateRecord
 from gateway.rules.record import CertificateRef, Notice, OnFile
 
@@ -100,45 +100,95 @@ class Hub:
         self._backlogged.update(e.recipient for e in self.ledger.unrouted() if e.recipient)
 
     async def handle(self, inbound: Inbound) -> Outcome:
-        user = inbound.user_id
-        if not user or not self.directory.is_participant(user):
-            # Nobody the broker vouched for to answer: keep the message, with its reason, for an operator.
-            reason = (
-                "no user_id: the broker did not vouch for a sender"
-                if not user
-                else (f"the broker user {user!r} is not a registered participant")
-            )
-            await self.outbox.dead_letter(inbound, reason)
-            return Outcome("DEAD_LETTERED", None, (Finding("SENDER_MISMATCH", reason),))
+        return (await self.handle_batch([inbound]))[0]
 
-        previous = self.ledger.find_accepted_by_digest(inbound.digest, user)
-        if previous is not None:
-            return await self._resend(previous, inbound)
+    async def handle_batch(self, inbounds: Sequence[Inbound]) -> list[Outcome]:
+        """Handle several inbound messages as one: their outcomes are committed together, once (group commit),
+        then their documents are published together and their acknowledgements after them, in ledger order.
 
+        The signatures are checked before the ledger's write lock is taken: several hub processes sharing one
+        ledger check theirs at the same time, and take turns only to record.
+        """
+        outcomes: dict[int, Outcome] = {}
+        opened: dict[int, Opened] = {}
         now = self.clock()
+        for index, inbound in enumerate(inbounds):
+            if not inbound.user_id or not self.directory.is_participant(inbound.user_id):
+                outcomes[index] = await self._dead_letter(inbound)
+            else:
+                opened[index] = self._open(inbound, now)
         try:
-            verdict = examine(inbound, self.checks, now)
-        except Exception as error:  # the hub's own fault: record it and say so, the sender may resend
-            log.exception("examine_failed")
-            verdict = Verdict(accepted=False, header=None, reasons=(internal_error(error),))
-        try:
-            entry = self._record(inbound, verdict, now)
-        except sqlite3.IntegrityError:
+            recorded, resent = self._record_all(inbounds, opened, now)
+        except Conflict:
+            if len(opened) > 1:  # another hub recorded one of these first: nothing here was; one at a time
+                for index in opened:
+                    outcomes[index] = await self.handle(inbounds[index])
+                return [outcomes[i] for i in range(len(inbounds))]
             # Another hub process accepted the same MessageId a moment ago: answer as a resend would be.
-            previous = self.ledger.find_accepted_by_digest(inbound.digest, user)
+            (index,) = opened
+            previous = self.ledger.find_accepted_by_digest(inbounds[index].digest, inbounds[index].user_id or "")
             if previous is None:
                 raise
-            return await self._resend(previous, inbound)
+            return [await self._resend(previous, inbounds[index])]
 
-        deferred = False
-        if verdict.accepted and entry.recipient:
-            deferred = not await self._route(entry)
+        documents = [entry for _, verdict, entry in recorded if verdict.accepted and entry.recipient]
+        deferred = {entry.sequence for entry in await self._route_all(documents)}
+        for _, verdict, _ in recorded:
             if verdict.receipt_for is not None and verdict.receipt_status:
                 self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
-        await self._acknowledge(user, entry, inbound.message_id)
-        if verdict.notices or deferred:
+        await asyncio.gather(
+            *(self._acknowledge(inbounds[i].user_id or "", entry, inbounds[i].message_id) for i, _, entry in recorded)
+        )
+        for index, verdict, entry in recorded:
+            status = "DEFERRED" if entry.sequence in deferred else verdict.status
+            outcomes[index] = Outcome(status, entry, verdict.reasons)
+        for index in resent:
+            # Looked up again: the first copy may have been routed above, in this very batch.
+            previous = self.ledger.find_accepted_by_digest(inbounds[index].digest, inbounds[index].user_id or "")
+            assert previous is not None
+            outcomes[index] = await self._resend(previous, inbounds[index])
+        if deferred or any(verdict.notices for _, verdict, _ in recorded):
             await self.send_notices()
-        return Outcome("DEFERRED" if deferred else verdict.status, entry, verdict.reasons)
+        return [outcomes[i] for i in range(len(inbounds))]
+
+    async def _dead_letter(self, inbound: Inbound) -> Outcome:
+        # Nobody the broker vouched for to answer: keep the message, with its reason, for an operator.
+        user = inbound.user_id
+        reason = (
+            "no user_id: the broker did not vouch for a sender"
+            if not user
+            else f"the broker user {user!r} is not a registered participant"
+        )
+        await self.outbox.dead_letter(inbound, reason)
+        return Outcome("DEAD_LETTERED", None, (Finding("SENDER_MISMATCH", reason),))
+
+    def _open(self, inbound: Inbound, now: datetime) -> Opened:
+        try:
+            return open_message(inbound, self.checks, now)
+        except Exception as error:  # the hub's own fault: record it and say so, the sender may resend
+            log.exception("examine_failed")
+            return Opened(None, None, internal_error(error))
+
+    def _record_all(
+        self, inbounds: Sequence[Inbound], opened: dict[int, Opened], now: datetime
+    ) -> tuple[list[tuple[int, Verdict, LedgerEntry]], list[int]]:
+        """In one transaction, in order: judge each message against the ledger as it stands (with the ones
+        before it in the batch) and record its outcome. Returns what was recorded and which were resends."""
+        recorded: list[tuple[int, Verdict, LedgerEntry]] = []
+        resent: list[int] = []
+        with self.ledger.group():
+            for index, found in opened.items():
+                inbound = inbounds[index]
+                if self.ledger.find_accepted_by_digest(inbound.digest, inbound.user_id or "") is not None:
+                    resent.append(index)
+                    continue
+                try:
+                    verdict = judge(inbound, found, self.checks, now)
+                except Exception as error:  # the hub's own fault: record it and say so, the sender may resend
+                    log.exception("examine_failed")
+                    verdict = Verdict(accepted=False, header=found.claimed, reasons=(internal_error(error),))
+                recorded.append((index, verdict, self._record(inbound, verdict, now)))
+        return recorded, resent
 
     async def _acknowledge(self, user: str, entry: LedgerEntry, correlation_id: str | None) -> None:
         try:
@@ -273,16 +323,44 @@ class Hub:
 
     async def _route(self, entry: LedgerEntry) -> bool:
         """Deliver, or keep it for later if the recipient's queue is full (and tell the sender): True if sent."""
-        assert entry.recipient is not None
-        if entry.recipient not in self._backlogged:
-            try:
-                await self._publish_delivery(entry)
-                return True
-            except DeliveryRefused as refused:
-                self._backlogged.add(entry.recipient)
-                reason = refused.reason
-        else:
-            reason = f"earlier messages for {entry.recipient} are waiting: its queue was full"
+        return not await self._route_all([entry])
+
+    async def _route_all(self, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
+        """Publish documents, in ledger order, and wait for the broker's confirms of them all; returns those kept
+        for later because a recipient's queue was full (the sender hears of each)."""
+        deferred: list[tuple[LedgerEntry, str]] = []
+        sending: list[LedgerEntry] = []
+        for entry in entries:
+            if entry.recipient in self._backlogged:
+                deferred.append((entry, f"earlier messages for {entry.recipient} are waiting: its queue was full"))
+            else:
+                sending.append(entry)
+        self._routing.update(e.sequence for e in sending)
+        try:
+            results = await asyncio.gather(
+                *(self.outbox.deliver(e.recipient or "", e) for e in sending), return_exceptions=True
+            )
+            failure: BaseException | None = None
+            for entry, result in zip(sending, results, strict=True):
+                if isinstance(result, DeliveryRefused):
+                    self._backlogged.add(result.participant)
+                    deferred.append((entry, result.reason))
+                elif isinstance(result, BaseException):
+                    failure = failure or result
+            refused = {e.sequence for e, _ in deferred}
+            self.ledger.mark_routed_many(
+                [e.sequence for e, r in zip(sending, results, strict=True) if r is None and e.sequence not in refused],
+                self.clock(),
+            )
+        finally:
+            self._routing.difference_update(e.sequence for e in sending)
+        if failure is not None:
+            raise failure
+        for entry, reason in sorted(deferred, key=lambda d: d[0].sequence):
+            self._defer(entry, reason)
+        return [entry for entry, _ in deferred]
+
+    def _defer(self, entry: LedgerEntry, reason: str) -> None:
         log.warning("delivery_deferred", recipient=entry.recipient, ledger_sequence=entry.sequence, reason=reason)
         if entry.sender:
             now = self.clock()
@@ -294,7 +372,6 @@ class Hub:
                 f"{entry.recipient}: {reason}. The hub keeps it and delivers it, in order, when there is room.",
             )
             self.trade.record_hub_notice(self._sign_notice(notice, entry, now), now)
-        return False
 
     async def _publish_delivery(self, entry: LedgerEntry) -> None:
         assert entry.recipient is not None

@@ -105,21 +105,47 @@ class Verdict:
         return inbound.message_id if is_uuid(inbound.message_id) else None
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A message read and its signature checked (``open_message``): the costly, self-contained part of
+    ``examine``, which needs neither the ledger nor the trade record."""
+
+    claimed: Header | None  # to address a rejection only
+    verified: VerifiedMessage | None
+    refusal: Finding | None = None
+
+
 def examine(inbound: Inbound, checks: Checks, now: datetime) -> Verdict:
     """Run every check of sections 3-5 on one inbound message."""
+    return judge(inbound, open_message(inbound, checks, now), checks, now)
+
+
+def open_message(inbound: Inbound, checks: Checks, now: datetime) -> Opened:
+    """Read the message (hardened parse, schema) and verify its signature and its signer's chain."""
     claimed: Header | None = None
     try:
         root = read_message(inbound.body, checks.reading)
         claimed = _claimed_header(root)
-        verified = verify_envelope(root, checks.trust, now, checks.signature)
-        verdict = _check_verified(inbound, verified, checks, now)
-        return replace(
-            verdict,
-            signer_serial=f"{verified.signer.serial_number:x}",
-            warnings=verdict.warnings + _expiry_warning(verified, now),
-        )
+        return Opened(claimed, verify_envelope(root, checks.trust, now, checks.signature))
     except GatewayError as error:
-        return Verdict(accepted=False, header=claimed, reasons=(Finding(error.code, error.message),))
+        return Opened(claimed, None, Finding(error.code, error.message))
+
+
+def judge(inbound: Inbound, opened: Opened, checks: Checks, now: datetime) -> Verdict:
+    """The checks that read the ledger and the trade record, on an opened message."""
+    verified = opened.verified
+    if verified is None:
+        assert opened.refusal is not None
+        return Verdict(accepted=False, header=opened.claimed, reasons=(opened.refusal,))
+    try:
+        verdict = _check_verified(inbound, verified, checks, now)
+    except GatewayError as error:
+        return Verdict(accepted=False, header=opened.claimed, reasons=(Finding(error.code, error.message),))
+    return replace(
+        verdict,
+        signer_serial=f"{verified.signer.serial_number:x}",
+        warnings=verdict.warnings + _expiry_warning(verified, now),
+    )
 
 
 EXPIRES_SOON = timedelta(days=30)

@@ -77,6 +77,7 @@ class HubParts:
             settings.schedule_seconds,
             participants=self.participant_codes,
             ledger_retry_seconds=settings.ledger_retry_seconds,
+            batch_max=settings.batch_max,
         )
 
     def close(self) -> None:

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     replay_window_seconds: int = 24 * 3600
     future_skew_seconds: int = 300
     delivery_limit: int = 5
-    prefetch: int = Field(default=16, description="messages the hub holds from each inbound queue at once")
+    prefetch: int = Field(default=64, description="messages the hub holds from each inbound queue at once")
+    batch_max: int = Field(default=64, description="messages the hub records in one ledger commit at most")
     queue_max_length: int = Field(default=10_000, description="messages a participant's queue holds at most")
     participant_max_connections: int = 10
     participant_max_channels: int = 64

@@ -35,6 +35,16 @@ class FairInbox(Generic[T]):
         while not self._turns:
             self._ready.clear()
             await self._ready.wait()
+        return self._take()
+
+    async def get_many(self, limit: int) -> list[tuple[str, T]]:
+        """Wait for one delivery, then take, in turn, what else is already here: at most ``limit``."""
+        taken = [await self.get()]
+        while self._turns and len(taken) < limit:
+            taken.append(self._take())
+        return taken
+
+    def _take(self) -> tuple[str, T]:
         queue = self._turns.popleft()
         waiting = self._waiting[queue]
         item = waiting.popleft()

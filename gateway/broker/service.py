@@ -1,8 +1,11 @@
-"""The hub as a broker consumer: take from every inbound queue in turn, handle, then acknowledge; drain on SIGTERM.
+"""The hub as a broker consumer: take from every inbound queue in turn, handle in batches, then acknowledge; drain
+on SIGTERM.
 
 The hub consumes each participant's inbound queue (``i2es.inbound.<CODE>``), the queue of what no binding took
 (``i2es.inbound``) and the operators' replays (``i2es.replay``), each with its own prefetch, and serves them round
 robin. It holds at most ``prefetch`` messages of each queue in memory, each at most the broker's largest message.
+What is waiting when the hub is free is handled as one batch of at most ``batch_max``: one ledger commit, documents
+and acknowledgements published together, then one acknowledgement to the broker for the run.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 
 import aio_pika
+import aiormq.abc
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from gateway.broker.acks import Outstanding
 from gateway.broker.inbox import FairInbox
 from gateway.broker.outbox import BrokerOutbox
 from gateway.broker.topology import INBOUND_QUEUE, REPLAY_QUEUE, inbound_queue
@@ -49,7 +55,7 @@ def inbound_from(message: AbstractIncomingMessage, replayed: bool = False) -> In
 
 
 class HubService:
-    """Consumes the inbound queues, one message at a time, until stopped."""
+    """Consumes the inbound queues, a batch at a time, until stopped."""
 
     def __init__(
         self,
@@ -59,6 +65,7 @@ class HubService:
         schedule_seconds: float = 30.0,
         participants: Callable[[], Iterable[str]] = tuple,
         ledger_retry_seconds: float = 2.0,
+        batch_max: int = 64,
     ) -> None:
         self.make_hub = make_hub
         self.schedule_seconds = schedule_seconds
@@ -66,11 +73,14 @@ class HubService:
         self.prefetch = prefetch
         self.participants = participants
         self.ledger_retry_seconds = ledger_retry_seconds
+        self.batch_max = batch_max
         self.processed = 0
         self._stopping = asyncio.Event()
         self._inbox: FairInbox[AbstractIncomingMessage] = FairInbox()
         self._consuming: set[str] = set()
         self._channel: AbstractChannel | None = None
+        # The deliveries in hand, by the channel they came on, for acknowledging runs of them at once.
+        self._outstanding: weakref.WeakKeyDictionary[object, Outstanding] = weakref.WeakKeyDictionary()
 
     async def run(self) -> None:
         channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -82,13 +92,12 @@ class HubService:
         scheduler = asyncio.create_task(self._schedule(hub))
         stop = asyncio.create_task(self._stopping.wait())
         while not self._stopping.is_set():
-            following = asyncio.create_task(self._inbox.get())
+            following = asyncio.create_task(self._inbox.get_many(self.batch_max))
             done, _ = await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
             if following not in done:
                 following.cancel()
                 break
-            queue, message = following.result()
-            await self._process(hub, queue, message)
+            await self._process(hub, following.result())
         stop.cancel()
         scheduler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -117,7 +126,11 @@ class HubService:
         queue = await self._channel.get_queue(name, ensure=True)
         inbox = self._inbox
 
+        outstanding = self._outstanding
+
         async def take(message: AbstractIncomingMessage) -> None:
+            if message.delivery_tag is not None:
+                outstanding.setdefault(message.channel, Outstanding()).received(message.delivery_tag)
             inbox.put(name, message)
 
         await queue.consume(take)
@@ -148,24 +161,18 @@ class HubService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
 
-    async def _process(self, hub: Hub, queue: str, message: AbstractIncomingMessage) -> None:
-        structlog.contextvars.bind_contextvars(amqp_message_id=message.message_id, broker_user=message.user_id)
-        try:
-            await self._handle(hub, queue, message)
-        finally:
-            structlog.contextvars.clear_contextvars()
-
-    async def _handle(self, hub: Hub, queue: str, message: AbstractIncomingMessage) -> None:
+    async def _process(self, hub: Hub, batch: Sequence[tuple[str, AbstractIncomingMessage]]) -> None:
+        """Handle what was taken as one batch (one ledger commit), then acknowledge it: never before the commit."""
         started = time.perf_counter()
+        inbounds = [inbound_from(message, replayed=queue == REPLAY_QUEUE) for queue, message in batch]
         unavailable_since: float | None = None
         while True:
             try:
-                outcome = await hub.handle(inbound_from(message, replayed=queue == REPLAY_QUEUE))
-                await message.ack()
+                outcomes = await hub.handle_batch(inbounds)
                 break
             except LedgerUnavailable as error:
-                # Not the message's fault: keep it in hand, take nothing else, and try again until the ledger
-                # can be written (or the hub is stopped, and the message goes back to its queue).
+                # Not the messages' fault: keep them in hand, take nothing else, and try again until the ledger
+                # can be written (or the hub is stopped, and they go back to their queues).
                 if unavailable_since is None:
                     unavailable_since = time.monotonic()
                     log.error("ledger_unavailable", reason=str(error), action="the hub takes no message until then")
@@ -173,29 +180,59 @@ class HubService:
                     return
                 await asyncio.sleep(self.ledger_retry_seconds)
             except Exception:
-                # A fault outside the checks (the broker): the delivery goes back; the delivery limit sends it to
+                # A fault outside the checks (the broker): the deliveries go back; the delivery limit sends one to
                 # the dead-letter queue if it keeps failing.
-                log.exception("message_failed", elapsed_ms=_elapsed_ms(started))
+                log.exception("message_failed", count=len(batch), elapsed_ms=_elapsed_ms(started))
                 await asyncio.sleep(RETRY_PAUSE)
-                with contextlib.suppress(Exception):  # on a lost channel the broker requeues it anyway
-                    await message.nack(requeue=True)
+                await self._settle([message for _, message in batch], requeue=True)
                 return
         if unavailable_since is not None:
             log.info("ledger_available", after_seconds=round(time.monotonic() - unavailable_since, 1))
-        self.processed += 1
-        entry = outcome.entry
-        log.info(
-            "message",
-            queue=queue,
-            outcome=outcome.status,
-            message_id=entry.message_id if entry else message.message_id,
-            sender=entry.sender if entry else message.user_id,
-            recipient=entry.recipient if entry else None,
-            type=entry.type if entry else message.type,
-            ledger_sequence=entry.sequence if entry else None,
-            reasons=[r.code for r in outcome.reasons] or None,
-            elapsed_ms=_elapsed_ms(started),
-        )
+        await self._settle([message for _, message in batch])
+        self.processed += len(batch)
+        elapsed = _elapsed_ms(started)
+        for (queue, message), outcome in zip(batch, outcomes, strict=True):
+            entry = outcome.entry
+            log.info(
+                "message",
+                queue=queue,
+                outcome=outcome.status,
+                message_id=entry.message_id if entry else message.message_id,
+                amqp_message_id=message.message_id,
+                broker_user=message.user_id,
+                sender=entry.sender if entry else message.user_id,
+                recipient=entry.recipient if entry else None,
+                type=entry.type if entry else message.type,
+                ledger_sequence=entry.sequence if entry else None,
+                reasons=[r.code for r in outcome.reasons] or None,
+                elapsed_ms=elapsed,
+                batch=len(batch),
+            )
+
+    async def _settle(self, messages: Sequence[AbstractIncomingMessage], requeue: bool = False) -> None:
+        """Acknowledge handled deliveries (one ``multiple`` ack for each run of them) or, with ``requeue``, return
+        them to their queues. On a lost channel the broker has requeued them already: nothing to do."""
+        by_channel: dict[int, tuple[aiormq.abc.AbstractChannel, list[AbstractIncomingMessage]]] = {}
+        for message in messages:
+            try:
+                channel = message.channel
+            except aio_pika.exceptions.ChannelInvalidStateError:
+                continue  # closed: the broker has put it back in its queue
+            by_channel.setdefault(id(channel), (channel, []))[1].append(message)
+        for channel, handled in by_channel.values():
+            outstanding = self._outstanding.get(channel)
+            tags = {m.delivery_tag: m for m in handled if m.delivery_tag is not None}
+            with contextlib.suppress(Exception):
+                if requeue or outstanding is None:
+                    if outstanding is not None:
+                        outstanding.forget(tags)
+                    await asyncio.gather(*(m.nack(requeue=True) if requeue else m.ack() for m in handled))
+                    continue
+                multiple, singles = outstanding.settle(tags)
+                acks = [tags[tag].ack() for tag in singles]
+                if multiple is not None:
+                    acks.append(tags[multiple].ack(multiple=True))
+                await asyncio.gather(*acks)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -36,3 +36,22 @@ async def test_get_waits_for_the_next_put() -> None:
     assert not waiting.done()
     inbox.put("q", "x")
     assert await asyncio.wait_for(waiting, 1) == ("q", "x")
+
+
+async def test_a_batch_takes_what_is_waiting_in_turn_up_to_its_limit() -> None:
+    inbox: FairInbox[str] = FairInbox()
+    for n in range(3):
+        inbox.put("i2es.inbound.DE", f"de{n}")
+    inbox.put("i2es.inbound.FR", "fr0")
+    batch = await inbox.get_many(3)
+    assert [item for _, item in batch] == ["de0", "fr0", "de1"]
+    assert [item for _, item in await inbox.get_many(10)] == ["de2"]
+
+
+async def test_a_batch_waits_for_the_first_delivery_only() -> None:
+    inbox: FairInbox[str] = FairInbox()
+    waiting = asyncio.create_task(inbox.get_many(10))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    inbox.put("q", "x")
+    assert await asyncio.wait_for(waiting, 1) == [("q", "x")]

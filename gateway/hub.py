@@ -82,6 +82,17 @@ class Outcome:
 
 
 @dataclass
+class Recorded:
+    """A batch whose outcomes are committed, and what is still to be sent for it."""
+
+    inbounds: Sequence[Inbound]
+    now: datetime
+    outcomes: dict[int, Outcome] = field(default_factory=dict)  # final already: dead letters, conflicts
+    recorded: list[tuple[int, Verdict, LedgerEntry]] = field(default_factory=list)
+    resent: list[int] = field(default_factory=list)
+
+
+@dataclass
 class Hub:
     checks: Checks
     ledger: Ledger
@@ -97,57 +108,81 @@ class Hub:
     _routing: set[int] = field(default_factory=set, repr=False)  # sequences being published right now
 
     def __post_init__(self) -> None:
-        self._backlogged.update(e.recipient for e in self.ledger.unrouted() if e.recipient)
+        self._backlogged.update(e.recipient for e in self.ledger.unrouted(mine=True) if e.recipient)
+
+    def adopt(self, alive: set[str]) -> int:
+        """Take over what hubs no longer ``alive`` recorded and did not send; their documents wait here, in ledger
+        order, for ``route_deferred``. Returns how many rows were taken."""
+        taken = self.ledger.peers.adopt(self.ledger.owner, alive)
+        if taken:
+            log.warning("hub_adopted", rows=taken, action="sending what stopped hubs left")
+            self._backlogged.update(e.recipient for e in self.ledger.unrouted(mine=True) if e.recipient)
+        return sum(taken.values())
 
     async def handle(self, inbound: Inbound) -> Outcome:
         return (await self.handle_batch([inbound]))[0]
 
     async def handle_batch(self, inbounds: Sequence[Inbound]) -> list[Outcome]:
-        """Handle several inbound messages as one: their outcomes are committed together, once (group commit),
-        then their documents are published together and their acknowledgements after them, in ledger order.
+        """Handle several inbound messages as one: ``record`` them, then ``send`` what that decided."""
+        return await self.send(await self.record(inbounds))
+
+    async def record(self, inbounds: Sequence[Inbound]) -> Recorded:
+        """Check several inbound messages and commit their outcomes together, once (group commit). Nothing is
+        published yet but dead letters: ``send`` does that. A caller may record the next batch while the previous
+        one is being sent: the ledger already holds it.
 
         The signatures are checked before the ledger's write lock is taken: several hub processes sharing one
         ledger check theirs at the same time, and take turns only to record.
         """
-        outcomes: dict[int, Outcome] = {}
+        done = Recorded(inbounds, self.clock())
         opened: dict[int, Opened] = {}
-        now = self.clock()
         for index, inbound in enumerate(inbounds):
             if not inbound.user_id or not self.directory.is_participant(inbound.user_id):
-                outcomes[index] = await self._dead_letter(inbound)
+                done.outcomes[index] = await self._dead_letter(inbound)
             else:
-                opened[index] = self._open(inbound, now)
+                opened[index] = self._open(inbound, done.now)
         try:
-            recorded, resent = self._record_all(inbounds, opened, now)
+            done.recorded, done.resent = self._record_all(inbounds, opened, done.now)
         except Conflict:
             if len(opened) > 1:  # another hub recorded one of these first: nothing here was; one at a time
                 for index in opened:
-                    outcomes[index] = await self.handle(inbounds[index])
-                return [outcomes[i] for i in range(len(inbounds))]
+                    done.outcomes[index] = await self.handle(inbounds[index])
+                return done
             # Another hub process accepted the same MessageId a moment ago: answer as a resend would be.
             (index,) = opened
             previous = self.ledger.find_accepted_by_digest(inbounds[index].digest, inbounds[index].user_id or "")
             if previous is None:
                 raise
-            return [await self._resend(previous, inbounds[index])]
+            done.resent = [index]
+        self._routing.update(e.sequence for _, v, e in done.recorded if v.accepted and e.recipient)
+        return done
 
-        documents = [entry for _, verdict, entry in recorded if verdict.accepted and entry.recipient]
-        deferred = {entry.sequence for entry in await self._route_all(documents)}
-        for _, verdict, _ in recorded:
+    async def send(self, done: Recorded) -> list[Outcome]:
+        """Publish what ``record`` committed: the documents together, then the acknowledgements, in ledger order;
+        returns each message's outcome. Batches recorded one after another must be sent in the same order (their
+        documents are published in the order ``send`` is called)."""
+        inbounds, now = done.inbounds, done.now
+        outcomes = done.outcomes
+        documents = [entry for _, verdict, entry in done.recorded if verdict.accepted and entry.recipient]
+        try:
+            deferred = {entry.sequence for entry in await self._route_all(documents)}
+        finally:
+            self._routing.difference_update(e.sequence for e in documents)
+        for _, verdict, _ in done.recorded:
             if verdict.receipt_for is not None and verdict.receipt_status:
                 self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
         await asyncio.gather(
-            *(self._acknowledge(inbounds[i].user_id or "", entry, inbounds[i].message_id) for i, _, entry in recorded)
+            *(self._acknowledge(inbounds[i].user_id or "", e, inbounds[i].message_id) for i, _, e in done.recorded)
         )
-        for index, verdict, entry in recorded:
+        for index, verdict, entry in done.recorded:
             status = "DEFERRED" if entry.sequence in deferred else verdict.status
             outcomes[index] = Outcome(status, entry, verdict.reasons)
-        for index in resent:
+        for index in done.resent:
             # Looked up again: the first copy may have been routed above, in this very batch.
             previous = self.ledger.find_accepted_by_digest(inbounds[index].digest, inbounds[index].user_id or "")
             assert previous is not None
             outcomes[index] = await self._resend(previous, inbounds[index])
-        if deferred or any(verdict.notices for _, verdict, _ in recorded):
+        if deferred or any(verdict.notices for _, verdict, _ in done.recorded):
             await self.send_notices()
         return [outcomes[i] for i in range(len(inbounds))]
 
@@ -206,7 +241,7 @@ class Hub:
         refused: set[str] = set()
         while True:
             waiting = [
-                e for e in self.ledger.unrouted()
+                e for e in self.ledger.unrouted(mine=True)
                 if e.recipient and e.recipient not in refused and e.sequence not in self._routing
             ]  # fmt: skip
             # No await between the query and this: the message path sees a recipient's backlog end at once.
@@ -223,9 +258,10 @@ class Hub:
                 except DeliveryRefused:
                     refused.add(entry.recipient)
 
-    async def check_deadlines(self) -> int:
+    async def check_deadlines(self, expiries: bool = True) -> int:
         """The hub's own notices: a pre-export notification unanswered past its deadline (to the exporter), a
-        certificate about to expire (to its holder); each once. Then send what is committed and unsent."""
+        certificate about to expire (to its holder, if ``expiries``: one hub of several sends those); each once.
+        Then send what is committed and unsent."""
         now = self.clock()
         for overdue in self.trade.overdue_pre_export(now):
             notification = overdue.authorization
@@ -237,7 +273,8 @@ class Hub:
                 f"deadline of {notification.response_deadline.isoformat() if notification.response_deadline else '?'}",
             )
             self.trade.record_hub_notice(self._sign_notice(notice, None, now), now)
-        self._notice_expiring_certificates(now)
+        if expiries:
+            self._notice_expiring_certificates(now)
         return await self.send_notices()
 
     def _notice_expiring_certificates(self, now: datetime) -> None:
@@ -383,11 +420,15 @@ class Hub:
             self._routing.discard(entry.sequence)
 
     async def _resend(self, previous: LedgerEntry, inbound: Inbound) -> Outcome:
+        while previous.sequence in self._routing:  # the first copy is being published: answer once it is confirmed
+            await asyncio.sleep(0.005)
+        if previous.routed_at is None:
+            previous = self.ledger.get(previous.sequence) or previous
         if (
             previous.routed_at is None
+            and previous.owner == self.ledger.owner  # another hub's is routed by that hub (or its adopter)
             and previous.recipient
             and previous.recipient not in self._backlogged  # the scheduler sends those, in order
-            and previous.sequence not in self._routing
         ):
             # Accepted and committed, but the hub stopped before the broker confirmed the delivery.
             await self._route(previous)

@@ -78,6 +78,8 @@ class HubParts:
             participants=self.participant_codes,
             ledger_retry_seconds=settings.ledger_retry_seconds,
             batch_max=settings.batch_max,
+            shard=settings.shard,
+            heartbeat_seconds=settings.heartbeat_seconds,
         )
 
     def close(self) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.shards import Shard
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,12 +42,29 @@ class Settings(BaseSettings):
     ledger_retry_seconds: float = Field(default=2.0, description="pause between tries while the ledger fails")
     ledger_busy_seconds: float = Field(default=10.0, description="how long a write waits for another's lock")
     schedule_seconds: float = Field(default=30.0, description="how often the hub checks deadlines")
+    hub_shard: str = Field(default="1/1", description="k/n: this hub is the k-th of n sharing the queues")
+    hub_name: str = Field(default="", description="this hub's name among several; empty: host name and shard")
+    heartbeat_seconds: float = Field(default=5.0, description="how often a hub tells the others it is alive")
     log_format: str = Field(default="auto", description="json, console or auto (console on a terminal)")
     signer: str = Field(default="file", description="where the hub's signing key is: file or pkcs11")
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
     pkcs11_token: str = "i2es-hub"  # noqa: S105 - the token's label, not a secret
     pkcs11_pin: str = Field(default="", repr=False)
     pkcs11_key_label: str = "i2es-hub"
+
+    @field_validator("hub_shard")
+    @classmethod
+    def _shard_is_k_of_n(cls, value: str) -> str:
+        return str(Shard.parse(value))
+
+    @property
+    def shard(self) -> Shard:
+        return Shard.parse(self.hub_shard)
+
+    @property
+    def hub_id(self) -> str:
+        """The name this hub records as the owner of what it has still to send."""
+        return self.hub_name or f"{socket.gethostname()}#{self.shard.index}"
 
     @property
     def replay_window(self) -> timedelta:

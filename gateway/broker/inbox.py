@@ -44,6 +44,14 @@ class FairInbox(Generic[T]):
             taken.append(self._take())
         return taken
 
+    def take_all(self, queue: str) -> list[T]:
+        """Remove and return what waits from ``queue``, in order."""
+        waiting = self._waiting.pop(queue, None)
+        if not waiting:
+            return []
+        self._turns.remove(queue)
+        return list(waiting)
+
     def _take(self) -> tuple[str, T]:
         queue = self._turns.popleft()
         waiting = self._waiting[queue]

@@ -16,23 +16,28 @@ import signal
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import aiormq.abc
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from gateway.broker.acks import Outstanding
 from gateway.broker.inbox import FairInbox
 from gateway.broker.outbox import BrokerOutbox
 from gateway.broker.topology import INBOUND_QUEUE, REPLAY_QUEUE, inbound_queue
-from gateway.hub import Hub, Outbox
+from gateway.hub import Hub, Outbox, Recorded
 from gateway.ledger.model import LedgerUnavailable
 from gateway.pipeline import Inbound
+from gateway.shards import Shard, is_leader, to_hand_back
 
 log = structlog.get_logger("i2es.hub")
 
 RETRY_PAUSE = 1.0
+# Batches recorded and being sent at once: the next is checked and committed while the broker confirms these.
+SENDS_IN_FLIGHT = 2
+ONE_HUB = Shard()
 # On a replayed message, the broker user who sent it first: only administrators can write to the replay queue.
 REPLAY_USER_HEADER = "x-i2es-replay-user-id"
 
@@ -66,6 +71,8 @@ class HubService:
         participants: Callable[[], Iterable[str]] = tuple,
         ledger_retry_seconds: float = 2.0,
         batch_max: int = 64,
+        shard: Shard = ONE_HUB,
+        heartbeat_seconds: float = 5.0,
     ) -> None:
         self.make_hub = make_hub
         self.schedule_seconds = schedule_seconds
@@ -74,6 +81,8 @@ class HubService:
         self.participants = participants
         self.ledger_retry_seconds = ledger_retry_seconds
         self.batch_max = batch_max
+        self.shard = shard
+        self.heartbeat_seconds = heartbeat_seconds
         self.processed = 0
         self._stopping = asyncio.Event()
         self._inbox: FairInbox[AbstractIncomingMessage] = FairInbox()
@@ -81,17 +90,33 @@ class HubService:
         self._channel: AbstractChannel | None = None
         # The deliveries in hand, by the channel they came on, for acknowledging runs of them at once.
         self._outstanding: weakref.WeakKeyDictionary[object, Outstanding] = weakref.WeakKeyDictionary()
+        # Sharing the queues with other hubs: each queue's consumer, the others' queues this hub is serving (since
+        # when), the live hubs' shards with when each was last seen, and whether this hub is the leader.
+        self._consumers: dict[str, tuple[AbstractQueue, str]] = {}
+        self._serving: dict[str, datetime] = {}
+        self._seen: dict[str, datetime] = {}
+        self._leader = True
+        self._started_at = datetime.now(UTC)
+        # Batches recorded and being sent: at most SENDS_IN_FLIGHT at once.
+        self._sends: set[asyncio.Task[None]] = set()
+        self._sending = asyncio.Semaphore(SENDS_IN_FLIGHT)
 
     async def run(self) -> None:
         channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=self.prefetch)  # per consumer: per inbound queue
         self._channel = channel
         hub = self.make_hub(await BrokerOutbox.open(channel))
-        await self.consume_registered()
-        log.info("hub_started", queues=sorted(self._consuming), prefetch=self.prefetch)
+        await self.consume_registered(standby=False)  # the others' queues on the scheduler's next pass
+        log.info(
+            "hub_started", queues=sorted(self._consuming), prefetch=self.prefetch, shard=str(self.shard),
+            hub=hub.ledger.owner,
+        )  # fmt: skip
+        self._beat(hub)  # alive once consuming its own shard: the others may hand it back now
         scheduler = asyncio.create_task(self._schedule(hub))
+        heartbeat = asyncio.create_task(self._heartbeat(hub))
         stop = asyncio.create_task(self._stopping.wait())
         while not self._stopping.is_set():
+            await self._hand_back()
             following = asyncio.create_task(self._inbox.get_many(self.batch_max))
             done, _ = await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
             if following not in done:
@@ -99,17 +124,28 @@ class HubService:
                 break
             await self._process(hub, following.result())
         stop.cancel()
+        await self._drain_sends()
         scheduler.cancel()
+        heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await scheduler
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        with contextlib.suppress(Exception):  # the others adopt what this hub leaves unsent at once
+            hub.ledger.peers.leave(hub.ledger.owner)
         # What is still in hand goes back to its queue, for this hub's next start or another hub.
         with contextlib.suppress(Exception):
             await channel.close()
         log.info("hub_stopped", processed=self.processed)
 
-    async def consume_registered(self) -> None:
-        """Start consuming the hub's queues and every registered participant's that is not consumed yet."""
-        names = [REPLAY_QUEUE, INBOUND_QUEUE, *(inbound_queue(code) for code in self.participants())]
+    async def consume_registered(self, standby: bool = True) -> None:
+        """Start consuming the hub's queues and every registered participant's that is not consumed yet: first
+        this hub's shard of them, then (with ``standby``) the others', where the broker makes it a standby
+        consumer behind their owner."""
+        codes = list(self.participants())
+        names = [REPLAY_QUEUE, INBOUND_QUEUE, *(inbound_queue(c) for c in codes if self.shard.owns(c, codes))]
+        if standby:
+            names += [inbound_queue(c) for c in codes if not self.shard.owns(c, codes)]
         for name in names:
             if name not in self._consuming:
                 await self._consume(name)
@@ -127,30 +163,78 @@ class HubService:
         inbox = self._inbox
 
         outstanding = self._outstanding
+        code = name.removeprefix(inbound_queue(""))
+        foreign = name.startswith(inbound_queue("")) and not self.shard.owns(code, self.participants())
 
         async def take(message: AbstractIncomingMessage) -> None:
+            if name not in self._consuming:  # handed back a moment ago: its owner takes it, in order
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                return
             if message.delivery_tag is not None:
                 outstanding.setdefault(message.channel, Outstanding()).received(message.delivery_tag)
+            if foreign:
+                self._serving.setdefault(code, datetime.now(UTC))
             inbox.put(name, message)
 
-        await queue.consume(take)
         self._consuming.add(name)
+        self._consumers[name] = (queue, await queue.consume(take))
 
     async def _schedule(self, hub: Hub) -> None:
-        """New participants' queues, deadlines, deferred deliveries and unsent notices: at start, then every few
-        seconds."""
+        """New participants' queues (and, from the second pass, the other hubs' as a standby), deadlines, deferred
+        deliveries and unsent notices: at start, then every few seconds."""
+        first = True
         while True:
             try:
-                await self.consume_registered()
+                await self.consume_registered(standby=not first)  # hubs starting together: their own queues first
+                first = False
                 routed = await hub.route_deferred()
                 if routed:
                     log.info("deferred_delivered", count=routed)
-                sent = await hub.check_deadlines()
+                sent = await hub.check_deadlines(expiries=self._leader)
                 if sent:
                     log.info("notices_sent", count=sent)
             except Exception as error:
                 log.warning("schedule_failed", error=f"{type(error).__name__}: {error}")
             await asyncio.sleep(self.schedule_seconds)
+
+    def _beat(self, hub: Hub) -> None:
+        """Say this hub is alive, learn which others are, and adopt what stopped ones left unsent."""
+        now = datetime.now(UTC)
+        peers = hub.ledger.peers
+        peers.beat(hub.ledger.owner, str(self.shard), now, self._started_at)
+        alive = peers.alive(now, timedelta(seconds=3 * self.heartbeat_seconds))
+        self._seen = {peer.shard: peer.seen_at for peer in alive.values()}
+        self._leader = is_leader(self.shard, self._seen)
+        hub.adopt(set(alive))
+
+    async def _heartbeat(self, hub: Hub) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                self._beat(hub)
+            except Exception as error:
+                log.warning("heartbeat_failed", error=f"{type(error).__name__}: {error}")
+
+    async def _hand_back(self) -> None:
+        """Between batches: give back the queues of hubs that are alive again (see ``gateway.shards``). What is
+        in hand from such a queue goes back to it, in order, for its owner."""
+        if not self._serving:
+            return
+        giving = to_hand_back(self._serving, self.shard, self.participants(), self._seen)
+        if giving:
+            await self._drain_sends()  # what was taken from those queues is published before their owner goes on
+        for code in giving:
+            name = inbound_queue(code)
+            del self._serving[code]
+            self._consuming.discard(name)
+            queue, tag = self._consumers.pop(name)
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+            returned = self._inbox.take_all(name)
+            await self._settle(sorted(returned, key=lambda m: m.delivery_tag or 0), requeue=True)
+            log.info("queue_handed_back", queue=name, returned=len(returned), to_shard=self.shard.owner_of(
+                code, self.participants()))  # fmt: skip
 
     def stop(self) -> None:
         """Finish the message in hand, then stop consuming; unacknowledged ones return to their queue."""
@@ -168,7 +252,7 @@ class HubService:
         unavailable_since: float | None = None
         while True:
             try:
-                outcomes = await hub.handle_batch(inbounds)
+                recorded = await hub.record(inbounds)
                 break
             except LedgerUnavailable as error:
                 # Not the messages' fault: keep them in hand, take nothing else, and try again until the ledger
@@ -188,6 +272,34 @@ class HubService:
                 return
         if unavailable_since is not None:
             log.info("ledger_available", after_seconds=round(time.monotonic() - unavailable_since, 1))
+        # Committed: while it is being sent (the broker's confirms take a while), the next batch is recorded.
+        await self._sending.acquire()
+        task = asyncio.create_task(self._send(hub, batch, recorded, started))
+        self._sends.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        self._sending.release()
+
+    async def _drain_sends(self) -> None:
+        """Until every batch recorded has been sent and acknowledged (or returned)."""
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
+
+    async def _send(
+        self, hub: Hub, batch: Sequence[tuple[str, AbstractIncomingMessage]], recorded: Recorded, started: float
+    ) -> None:
+        """Publish what a batch decided, then acknowledge its deliveries; send them back on a broker fault."""
+        try:
+            outcomes = await hub.send(recorded)
+        except Exception:
+            # A fault outside the checks (the broker): the deliveries go back, and come again as resends of what
+            # the ledger holds; the delivery limit sends one to the dead-letter queue if it keeps failing.
+            log.exception("message_failed", count=len(batch), elapsed_ms=_elapsed_ms(started))
+            await asyncio.sleep(RETRY_PAUSE)
+            await self._settle([message for _, message in batch], requeue=True)
+            return
         await self._settle([message for _, message in batch])
         self.processed += len(batch)
         elapsed = _elapsed_ms(started)

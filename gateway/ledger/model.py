@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.rules.documents import Reference
 from gateway.rules.record import CertificateRef, Effect
@@ -53,6 +53,7 @@ class LedgerEntry(NewEntry):
     delivery_status: str | None
     delivery_status_at: datetime | None
     flag: str | None  # KEY_COMPROMISE once the signer's key is reported compromised
+    owner: str | None = None  # the hub that routes it (until it is routed)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ NO_FILING = Filing()
 AckMaker = Callable[[int], tuple[str, bytes]]
 
 
+if TYPE_CHECKING:
+    from gateway.ledger.peers import Peers
+
+
 class Ledger(Protocol):
     """Append-only log of outcomes. ``append`` commits before it returns, unless inside ``group()``."""
 
@@ -90,13 +95,21 @@ class Ledger(Protocol):
 
     def find_accepted(self, message_id: str) -> LedgerEntry | None: ...
 
+    def get(self, sequence: int) -> LedgerEntry | None: ...
+
     def find_accepted_by_digest(self, digest: str, broker_user: str) -> LedgerEntry | None: ...
 
     def mark_routed(self, sequence: int, at: datetime) -> None: ...
 
     def mark_routed_many(self, sequences: Sequence[int], at: datetime) -> None: ...
 
-    def unrouted(self, limit: int = 1000) -> Sequence[LedgerEntry]: ...
+    def unrouted(self, limit: int = 1000, mine: bool = False) -> Sequence[LedgerEntry]: ...
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def peers(self) -> Peers: ...
 
     def record_delivery_status(self, sequence: int, status: str, at: datetime) -> None: ...
 

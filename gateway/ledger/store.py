@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.ledger.chain import GENESIS, ChainedEntry, ChainReport, entry_hash, verify_chain
 from gateway.ledger.db import Database, SqliteDatabase, open_database
 from gateway.ledger.model import NO_FILING, AckMaker, Filing, Finding, LedgerEntry, NewEntry
+from gateway.ledger.peers import Peers
 from gateway.ledger.trade import TradeRecord, apply_effects
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ CREATE INDEX IF NOT EXISTS messages_digest ON messages (digest);
 """
 
 # Columns added after the first release of the schema, for ledgers created before them.
-ADDED_COLUMNS = {"signer_serial": "TEXT", "flag": "TEXT", "entry_hash": "TEXT"}
+ADDED_COLUMNS = {"signer_serial": "TEXT", "flag": "TEXT", "entry_hash": "TEXT", "hub": "TEXT"}
 
 
 def _chained_fields(entry: NewEntry, ack: bytes) -> dict[str, object]:
@@ -97,13 +98,13 @@ def _instant(text: str | None) -> datetime | None:
 _COLUMNS = (
     "sequence, message_id, broker_user, sender, recipient, type, conversation_id, ref_to_message_id, "
     "digest, body, status, reasons, warnings, received_at, ack_id, ack, routed_at, delivery_status, "
-    "delivery_status_at, signer_serial, flag"
+    "delivery_status_at, signer_serial, flag, hub"
 )
 
 
 def _entry(row: Sequence[object]) -> LedgerEntry:
     (seq, mid, user, sender, recipient, type_, conv, ref, digest, body, status, reasons, warnings,
-     received, ack_id, ack, routed, dstatus, dstatus_at, signer, flag) = row  # fmt: skip
+     received, ack_id, ack, routed, dstatus, dstatus_at, signer, flag, hub) = row  # fmt: skip
     return LedgerEntry(
         sequence=int(str(seq)),
         message_id=mid,  # type: ignore[arg-type]
@@ -126,20 +127,32 @@ def _entry(row: Sequence[object]) -> LedgerEntry:
         delivery_status_at=_instant(dstatus_at),  # type: ignore[arg-type]
         signer_serial=signer,  # type: ignore[arg-type]
         flag=flag,  # type: ignore[arg-type]
+        owner=hub,  # type: ignore[arg-type]
     )
 
 
 class SqlLedger:
-    """The ledger in a database. ``append`` commits before it returns, unless inside ``group()``."""
+    """The ledger in a database. ``append`` commits before it returns, unless inside ``group()``.
 
-    def __init__(self, db: Database) -> None:
+    ``owner`` names the hub process writing: it owns the documents it records until they are routed (and the
+    notices until they are sent); ``unrouted(mine=True)`` are those.
+    """
+
+    def __init__(self, db: Database, owner: str = "") -> None:
         self._db = db
+        self.owner = owner
         db.create(SCHEMA)
         present = db.columns("messages")
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:
                 db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
-        self._trade = TradeRecord(db)
+        self._trade = TradeRecord(db, owner)
+        self._peers = Peers(db)
+
+    @property
+    def peers(self) -> Peers:
+        """The hub processes sharing this ledger."""
+        return self._peers
 
     @property
     def database(self) -> Database:
@@ -165,7 +178,7 @@ class SqlLedger:
             db.execute(
                 "INSERT INTO messages (sequence, message_id, broker_user, sender, recipient, type, conversation_id, "
                 "ref_to_message_id, digest, body, status, reasons, warnings, received_at, signer_serial, ack_id, ack, "
-                "entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "entry_hash, hub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sequence,
                     entry.message_id,
@@ -185,6 +198,7 @@ class SqlLedger:
                     ack_id,
                     ack,
                     chained,
+                    self.owner,
                 ),
             )
             apply_effects(
@@ -204,6 +218,7 @@ class SqlLedger:
             delivery_status=None,
             delivery_status_at=None,
             flag=None,
+            owner=self.owner,
         )
 
     def _one(self, where: str, args: tuple[object, ...]) -> LedgerEntry | None:
@@ -232,12 +247,12 @@ class SqlLedger:
                 [(at.isoformat(), sequence) for sequence in sequences],
             )
 
-    def unrouted(self, limit: int = 1000) -> Sequence[LedgerEntry]:
-        """Accepted documents not yet confirmed delivered, oldest first."""
+    def unrouted(self, limit: int = 1000, mine: bool = False) -> Sequence[LedgerEntry]:
+        """Accepted documents not yet confirmed delivered, oldest first; with ``mine``, only this owner's."""
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE status = 'ACCEPTED' AND recipient IS NOT NULL "  # noqa: S608
-            "AND routed_at IS NULL ORDER BY sequence LIMIT ?",
-            (limit,),
+            f"AND routed_at IS NULL {'AND hub = ? ' if mine else ''}ORDER BY sequence LIMIT ?",
+            (self.owner, limit) if mine else (limit,),
         ).fetchall()
         return [_entry(r) for r in rows]
 
@@ -289,21 +304,21 @@ class SqlLedger:
 class SqliteLedger(SqlLedger):
     """The embedded ledger: one SQLite file in WAL mode, safe for the hub and the CLI side by side."""
 
-    def __init__(self, path: Path, busy_seconds: float = 30.0) -> None:
+    def __init__(self, path: Path, busy_seconds: float = 30.0, owner: str = "") -> None:
         self.path = path
-        super().__init__(SqliteDatabase(path, busy_seconds))
+        super().__init__(SqliteDatabase(path, busy_seconds), owner)
 
 
-def open_ledger(url: str, default_path: Path, busy_seconds: float = 30.0) -> SqlLedger:
+def open_ledger(url: str, default_path: Path, busy_seconds: float = 30.0, owner: str = "") -> SqlLedger:
     """The ledger ``I2ES_LEDGER_URL`` names (``postgresql://...`` or ``sqlite:///path``); empty: the home's file."""
-    return SqlLedger(open_database(url, default_path, busy_seconds))
+    return SqlLedger(open_database(url, default_path, busy_seconds), owner)
 
 
 def ledger_for(settings: Settings) -> SqlLedger:
     """The hub's ledger as the settings name it; the SQLite file must exist (``i2es init`` creates it)."""
     if not settings.ledger_url.startswith(("postgresql://", "postgres://")) and not settings.ledger_path.exists():
         raise LedgerMissing(f"no ledger at {settings.ledger_path}: run `i2es init` first")
-    return open_ledger(settings.ledger_url, settings.ledger_path, settings.ledger_busy_seconds)
+    return open_ledger(settings.ledger_url, settings.ledger_path, settings.ledger_busy_seconds, settings.hub_id)
 
 
 class LedgerMissing(RuntimeError):

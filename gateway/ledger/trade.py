@@ -216,9 +216,12 @@ class TradeEvent:
 class TradeRecord:
     """The rules' view of the trade record (``TradeView``), over the ledger's connection."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, owner: str = "") -> None:
         self._db = db
+        self.owner = owner  # the hub that sends the notices it records
         db.create(SCHEMA)
+        if "hub" not in db.columns("notices"):
+            db.execute("ALTER TABLE notices ADD COLUMN hub TEXT")
 
     def on_file(self, ref: Reference) -> OnFile | None:
         row = self._db.execute(
@@ -316,11 +319,14 @@ class TradeRecord:
                 overdue.append(found)
         return overdue
 
-    def mark_deadline_notice(self, ref: Reference, now: datetime) -> None:
-        self._db.execute(
-            "UPDATE authorizations SET deadline_notice_at = ? WHERE type = ? AND issuing_country = ? AND number = ?",
+    def mark_deadline_notice(self, ref: Reference, now: datetime) -> bool:
+        """Mark the notification as noticed; False if it already was (by another hub, a moment ago)."""
+        cursor = self._db.execute(
+            "UPDATE authorizations SET deadline_notice_at = ? WHERE type = ? AND issuing_country = ? AND number = ? "
+            "AND deadline_notice_at IS NULL",
             (now.isoformat(), *_key(ref)),
         )
+        return cursor.rowcount != 0
 
     def record_notice(
         self,
@@ -334,8 +340,9 @@ class TradeRecord:
     ) -> None:
         """Keep a signed Notice before it is sent; ``sequence`` is the ledger entry that caused it."""
         self._db.execute(
-            "INSERT INTO notices (message_id, to_code, kind, about, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (message_id, to, kind, "" if about is None else str(about), body, now.isoformat()),
+            "INSERT INTO notices (message_id, to_code, kind, about, body, created_at, hub) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (message_id, to, kind, "" if about is None else str(about), body, now.isoformat(), self.owner),
         )
         if isinstance(about, Reference):
             _event(self._db, sequence, about, f"NOTICE {kind}", message_id, f"to {to}")
@@ -344,16 +351,20 @@ class TradeRecord:
         """Keep a notice the hub sends on its own (a deadline passed, a certificate expiring) until it is sent;
         for a deadline, mark the notification as noticed in the same transaction."""
         with self._db.transaction():
+            deadline = notice.kind == "PRE_EXPORT_DEADLINE_PASSED" and isinstance(notice.about, Reference)
+            if deadline and not self.mark_deadline_notice(notice.about, now):  # type: ignore[arg-type]
+                return  # another hub sent this one
             self.record_notice(0, notice.message_id, notice.to, notice.kind, notice.about, notice.body, now)
-            if notice.kind == "PRE_EXPORT_DEADLINE_PASSED" and isinstance(notice.about, Reference):
-                self.mark_deadline_notice(notice.about, now)
 
     def mark_notice_sent(self, message_id: str, now: datetime) -> None:
         with self._db.transaction():
             self._db.execute("UPDATE notices SET sent_at = ? WHERE message_id = ?", (now.isoformat(), message_id))
 
     def unsent_notices(self) -> list[tuple[str, str, bytes]]:
-        rows = self._db.execute("SELECT message_id, to_code, body FROM notices WHERE sent_at IS NULL ORDER BY id")
+        """The notices this hub recorded (or adopted) and has not sent, oldest first."""
+        rows = self._db.execute(
+            "SELECT message_id, to_code, body FROM notices WHERE sent_at IS NULL AND hub = ? ORDER BY id", (self.owner,)
+        )
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     def yearly_totals(self, year: int, country: str | None = None, inn: str | None = None) -> list[Totals]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench._site import Site, bench_site
+from tests.support.postgres import postgres_ledger_url  # noqa: F401 - a fixture, for the tests of two hubs
 
 
 @pytest.fixture

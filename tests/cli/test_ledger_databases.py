@@ -1,0 +1,111 @@
+"""The ledger on both engines, SQLite (embedded) and PostgreSQL (shared): the same sequence and chain, one writer
+at a time across processes, and what a stopped hub leaves adopted by exactly one other."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.ledger.model import NewEntry
+from gateway.ledger.store import SqlLedger, open_ledger
+from tests.support.postgres import drop_database, fresh_database
+
+NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hub.sqlite'}"
+        return
+    url = fresh_database("ledger_engines")
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+def open_as(url: str, owner: str) -> SqlLedger:
+    return open_ledger(url, Path("/nonexistent"), busy_seconds=30.0, owner=owner)
+
+
+def document(n: int, recipient: str | None = "CH") -> NewEntry:
+    body = f"<doc n='{n}'/>".encode()
+    return NewEntry(
+        message_id=f"m-{n}", broker_user="DE", sender="DE", recipient=recipient, type="ExportAuthorization",
+        conversation_id=None, ref_to_message_id=None, digest=hashlib.sha256(body).hexdigest(), body=body, status="ACCEPTED",
+        reasons=(), warnings=(), received_at=NOW, signer_serial=None,
+    )  # fmt: skip
+
+
+def ack(sequence: int) -> tuple[str, bytes]:
+    return f"ack-{sequence}", f"<ack n='{sequence}'/>".encode()
+
+
+def test_writers_in_parallel_get_unique_contiguous_sequences_and_one_chain(ledger_url: str) -> None:
+    open_as(ledger_url, "setup").close()  # the tables, once
+    errors: list[BaseException] = []
+
+    def write(owner: str, first: int) -> None:
+        ledger = open_as(ledger_url, owner)
+        try:
+            for n in range(first, first + 40):
+                ledger.append(document(n), ack)
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            ledger.close()
+
+    threads = [threading.Thread(target=write, args=(f"hub-{k}", k * 1000)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    ledger = open_as(ledger_url, "reader")
+    try:
+        entries = list(ledger.entries(limit=1000))
+        assert [e.sequence for e in entries] == list(range(1, 121))
+        assert {e.owner for e in entries} == {"hub-0", "hub-1", "hub-2"}
+        assert ledger.verify().intact
+    finally:
+        ledger.close()
+
+
+def test_what_a_stopped_hub_left_unrouted_is_adopted_by_one_live_hub(ledger_url: str) -> None:
+    gone, alive, other = open_as(ledger_url, "hub-1"), open_as(ledger_url, "hub-2"), open_as(ledger_url, "hub-3")
+    try:
+        for n in range(3):
+            gone.append(document(n), ack)
+        alive.append(document(10), ack)
+        routed = gone.append(document(20), ack)
+        gone.mark_routed(routed.sequence, NOW)
+        alive.peers.beat("hub-2", "2/3", NOW, NOW)
+        other.peers.beat("hub-3", "3/3", NOW, NOW)
+        live = set(alive.peers.alive(NOW + timedelta(seconds=1), timedelta(seconds=5)))
+        assert live == {"hub-2", "hub-3"}
+
+        assert alive.peers.adopt("hub-2", live) == {"messages": 3}
+        assert other.peers.adopt("hub-3", live) == {}  # taken already: not twice
+        assert [e.message_id for e in alive.unrouted(mine=True)] == ["m-0", "m-1", "m-2", "m-10"]
+        assert other.unrouted(mine=True) == []
+    finally:
+        for ledger in (gone, alive, other):
+            ledger.close()
+
+
+def test_a_hub_that_left_is_no_longer_alive(ledger_url: str) -> None:
+    ledger = open_as(ledger_url, "hub-1")
+    try:
+        ledger.peers.beat("hub-1", "1/1", NOW, NOW)
+        assert set(ledger.peers.alive(NOW, timedelta(seconds=5))) == {"hub-1"}
+        assert ledger.peers.alive(NOW + timedelta(seconds=6), timedelta(seconds=5)) == {}
+        ledger.peers.leave("hub-1")
+        assert ledger.peers.alive(NOW, timedelta(seconds=5)) == {}
+    finally:
+        ledger.close()

@@ -84,12 +84,15 @@ def service(
         running.stop()
 
 
-def hub_process(environment: Mapping[str, str], log: Path) -> AbstractContextManager[ServiceProcess]:
-    """`i2es gateway run`, as an operator starts it."""
-    return service("hub", ["gateway.cli", "gateway", "run"], log, '"hub_started"', environment)
+def hub_process(environment: Mapping[str, str], log: Path, name: str = "hub") -> AbstractContextManager[ServiceProcess]:
+    """`i2es gateway run`, as an operator starts it; ``name`` is how the bench's messages call it."""
+    return service(name, ["gateway.cli", "gateway", "run"], log, '"hub_started"', environment)
 
 
-def relay_process(url: str, concurrency: int, log: Path) -> AbstractContextManager[ServiceProcess]:
-    """The bare relay of ``bench._relay``; its broker URL (with a password) goes through its input."""
-    args = ["bench._relay", "--concurrency", str(concurrency)]
-    return service("relay", args, log, "relay_started", stdin_line=url)
+def relay_process(
+    url: str, log: Path, *, concurrency: int = 1, batch: int | None = None
+) -> AbstractContextManager[ServiceProcess]:
+    """The bare relay of ``bench._relay``, in batches of up to ``batch`` if given, else ``concurrency`` at once
+    one by one; its broker URL (with a password) goes through its input."""
+    mode = ["--batch", str(batch)] if batch is not None else ["--concurrency", str(concurrency)]
+    return service("relay", ["bench._relay", *mode], log, "relay_started", stdin_line=url)

@@ -21,7 +21,7 @@ LATENCY_ROWS = (
     ("delivery_ms", "publish -> delivery at the recipient"),
     ("acknowledgement_ms", "publish -> acknowledgement at the sender"),
     ("confirm_ms", "publish -> broker confirm at the sender"),
-    ("hub_handle_ms", "the hub's own time per message (its log)"),
+    ("hub_handle_ms", "the hub's time for the message's batch (log)"),
     ("send_lateness_ms", "sender's lateness against the schedule"),
 )
 
@@ -84,57 +84,94 @@ def _cpu_cells(cpu: Mapping[str, float], service: str) -> str:
     return f"{cells}{cpu['others_cores']:8.2f}{cpu['machine_busy_fraction'] * 100:8.0f}%"
 
 
-def format_table(result: Mapping[str, Any]) -> str:
-    options, machine = result["options"], result["machine"]
-    broker, crypto = result["broker_ceiling"], result["crypto_ceiling"]
-    concurrent = result["broker_concurrent_relay"]
-    saturation, latency, ratio = result["hub_saturation"], result["hub_latency"], result["ratio"]
-    handle = saturation["hub_handle_ms"]
-    lines = [
+def _ledger(machine: Mapping[str, Any]) -> str:
+    if machine.get("ledger") == "postgres":
+        return f"ledger in PostgreSQL at {machine['ledger_at']}"
+    return f"ledger in SQLite on {machine.get('ledger_filesystem', 'unknown')}"
+
+
+def _header(result: Mapping[str, Any]) -> list[str]:
+    options, machine, hubs = result["options"], result["machine"], result["hubs"]
+    shards = ", ".join(f"{h['name']} {h['shard']}" for h in hubs["per_hub"])
+    return [
         f"I2ES hub benchmark, {result['started_at']}",
-        f"{machine['cpus']} CPUs, Python {machine['python']}, RabbitMQ {machine['rabbitmq']}, "
-        f"ledger on {machine['ledger_filesystem']}",
+        f"{machine['cpus']} CPUs, Python {machine['python']}, RabbitMQ {machine['rabbitmq']}, {_ledger(machine)}",
         f"{options['messages']} ExportAuthorizations of {result['message_bytes'] / 1024:.1f} KiB, "
         f"{options['senders']} senders ({' '.join(result['senders'])}) -> {options['receivers']} receivers "
         f"({' '.join(result['receivers'])}), at most {options['window']} in flight",
+        f"{hubs['count']} hub process{'es' if hubs['count'] > 1 else ''} (I2ES_HUB_SHARD: {shards})",
         "receivers acknowledge each delivery without sending a receipt: the document path only",
-        "",
+    ]
+
+
+def _batch_note(mean: float | None) -> str:
+    return f", {mean:.1f} a batch on average" if mean else ""
+
+
+def _throughput_rows(result: Mapping[str, Any]) -> list[str]:
+    broker, one, crypto = result["broker_ceiling"], result["broker_one_at_a_time"], result["crypto_ceiling"]
+    cores, ratio = result["crypto_all_cores"], result["ratio"]
+    saturation = result["hub_saturation"]
+    handle = saturation["hub_handle_ms"]
+    rows = [
         f"{'':47}{'msg/s':>9}{'ms/msg':>9}",
-        f"{'1  broker ceiling: bare relay, one at a time':47}{broker['per_second_answered']:9.0f}"
-        f"{'':9}  to last reply ({broker['per_second_delivered']:.0f} to last delivery)",
-        f"{'1b bare relay, ' + str(concurrent['concurrency']) + ' messages at a time':47}"
-        f"{concurrent['per_second_answered']:9.0f}{'':9}  not a ceiling of the hub, which takes one at a time",
+        f"{'1  broker ceiling: relay, batches of up to ' + str(broker['batch_max']):47}"
+        f"{broker['per_second_answered']:9.0f}{'':9}  to last reply ({broker['per_second_delivered']:.0f} "
+        f"to last delivery{_batch_note(broker.get('mean_batch'))})",
+        f"{'1b bare relay, one message at a time':47}{one['per_second_answered']:9.0f}{'':9}  informational",
         f"{'2  crypto ceiling, one core':47}{crypto['per_second']:9.0f}{crypto['ms_per_message']:9.2f}",
         f"{'     read_message: parse + schema':47}{'':9}{crypto['read_ms']:9.2f}",
         f"{'     verify_envelope: chain + XML-DSig':47}{'':9}{crypto['verify_ms']:9.2f}",
         f"{'     sign_acknowledgement':47}{'':9}{crypto['sign_ms']:9.2f}",
+        f"{'2b crypto, all cores (' + str(cores['workers']) + ' processes)':47}{cores['per_second']:9.0f}"
+        f"{'':9}  informational",
         f"{'3a hub at saturation, to last acknowledgement':47}{saturation['per_second_answered']:9.0f}"
         f"{1000 / saturation['per_second_answered']:9.2f}",
         f"{'     to last delivery':47}{saturation['per_second_delivered']:9.0f}",
-        f"{'     hub CPU per message':47}{'':9}{saturation['cpu_ms_per_message']['hub']:9.2f}",
-        f"{'     hub time per message, mean (its log)':47}{'':9}{handle.get('mean', math.nan):9.2f}",
-        f"{'4  hub / lower ceiling (' + ratio['lower_ceiling'] + ')':47}{ratio['hub_over_lower_ceiling']:9.2f}",
-        "",
+        f"{'     hub CPU per message (all hubs)':47}{'':9}{saturation['cpu_ms_per_message']['hub']:9.2f}",
+        f"{'     hub time for the batch, mean (its log)':47}{'':9}{handle.get('mean', math.nan):9.2f}",
+    ]
+    for hub in result["hubs"]["per_hub"]:
+        rows.append(
+            f"{'     ' + hub['name'] + ' (shard ' + hub['shard'] + '), messages in 3a':47}{hub['saturation']:9d}"
+            f"{'':9}  {hub['messages']} in all (its log){_batch_note(hub['mean_batch'].get('saturation'))} in 3a"
+        )
+    rows.append(f"{'4  hub / lower ceiling (' + ratio['lower_ceiling'] + ')':47}{ratio['hub_over_lower_ceiling']:9.2f}")
+    return rows
+
+
+CPU_ROWS = (
+    ("1", "broker_ceiling", "relay", "  1  relay, batches (service: the relay)"),
+    ("1b", "broker_one_at_a_time", "relay", "  1b relay, one at a time"),
+    ("2", "crypto_ceiling", "crypto", "  2  crypto ceiling (service: the bench)"),
+    ("3a", "hub_saturation", "hub", "  3a hub at saturation (service: the hubs)"),
+    ("3b", "hub_latency", "hub", "  3b hub at the offered rate"),
+)
+
+
+def _cpu_rows(result: Mapping[str, Any]) -> list[str]:
+    rows = [
         f"{'CPU ms per message':47}{'service':>8}{'broker':>8}{'bench':>8}{'others':>8}{'others':>8}{'machine':>9}",
         f"{'':47}{'':32}{'cores':>8}{'busy':>9}",
-        f"{'  1  bare relay (service: the relay)':47}{_cpu_cells(broker['cpu_ms_per_message'], 'relay')}",
-        f"{'  1b bare relay, many at a time':47}{_cpu_cells(concurrent['cpu_ms_per_message'], 'relay')}",
-        f"{'  2  crypto ceiling (service: the bench)':47}{_cpu_cells(crypto['cpu_ms_per_message'], 'crypto')}",
-        f"{'  3a hub at saturation (service: the hub)':47}{_cpu_cells(saturation['cpu_ms_per_message'], 'hub')}",
-        f"{'  3b hub at the offered rate':47}{_cpu_cells(latency['cpu_ms_per_message'], 'hub')}",
+    ]
+    rows += [
+        f"{label:47}{_cpu_cells(result[key]['cpu_ms_per_message'], service)}" for _, key, service, label in CPU_ROWS
     ]
     disturbed = [
-        name
-        for name, cpu in (("1", broker), ("1b", concurrent), ("2", crypto), ("3a", saturation), ("3b", latency))
-        if cpu["cpu_ms_per_message"]["others_cores"] > DISTURBED_CORES
+        name for name, key, _, _ in CPU_ROWS if result[key]["cpu_ms_per_message"]["others_cores"] > DISTURBED_CORES
     ]
     if disturbed:
-        lines.append(
+        rows.append(
             f"  other work kept more than {DISTURBED_CORES} of a core busy during {', '.join(disturbed)}: "
             "those figures may be disturbed"
         )
-    lines += [
-        "",
+    if result["machine"].get("ledger") == "postgres":
+        rows.append("  others include the PostgreSQL server's processes, which keep the ledger in 3a and 3b")
+    return rows
+
+
+def _latency_rows(latency: Mapping[str, Any]) -> list[str]:
+    rows = [
         f"3b open loop: {latency['offered_per_second']:.1f} msg/s offered (half of 3a) for "
         f"{latency['seconds']:.0f} s, {latency['messages']} messages",
         f"{'   ms':47}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}",
@@ -143,13 +180,33 @@ def format_table(result: Mapping[str, Any]) -> str:
         figures = latency[key]
         if figures.get("count"):
             cells = "".join(f"{figures[p]:8.1f}" for p in ("p50", "p95", "p99", "max"))
-            lines.append(f"{'   ' + label:47}{cells}")
-    answers = result["acknowledgements"]
+            rows.append(f"{'   ' + label:47}{cells}")
+    return rows
+
+
+def _check_rows(result: Mapping[str, Any]) -> list[str]:
+    answers, once = result["acknowledgements"], result["duplicates"]
     warnings = ", ".join(f"{code} {count}" for code, count in sorted(answers["warnings"].items()))
-    lines += [
-        "",
+    return [
         f"acknowledgements: {answers['ACCEPTED']} ACCEPTED, {answers['REJECTED']} REJECTED, all signed by HUB "
         f"(checked after the timing); warnings: {warnings or 'none'}",
+        f"each message delivered, answered and handled once: {once['deliveries']} second deliveries, "
+        f"{once['answers']} second answers, {once['handled']} handled twice (the hubs' logs)",
+    ]
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """The printed table: every figure here is also in ``result`` (the JSON file)."""
+    lines = [
+        *_header(result),
+        "",
+        *_throughput_rows(result),
+        "",
+        *_cpu_rows(result),
+        "",
+        *_latency_rows(result["hub_latency"]),
+        "",
+        *_check_rows(result),
     ]
     return "\n".join(lines)
 

@@ -84,7 +84,8 @@ class Record:
     status: dict[str, str] = field(default_factory=dict)
     answers: dict[str, bytes] = field(default_factory=dict)
     altered: list[str] = field(default_factory=list)  # delivered bytes that differ from those sent
-    unexpected: Counter[str] = field(default_factory=Counter)
+    unexpected: Counter[str] = field(default_factory=Counter)  # answers and deliveries of no message sent
+    duplicates: Counter[str] = field(default_factory=Counter)  # a second answer or delivery of one message
     failures: list[BaseException] = field(default_factory=list)
     on_answer: Callable[[], None] | None = None
     _digests: dict[str, bytes] = field(default_factory=dict, repr=False)
@@ -104,6 +105,9 @@ class Record:
         self._settled.clear()
 
     def answer(self, key: str, body: bytes, at: float) -> None:
+        if key in self.answered:
+            self.duplicates["answer"] += 1
+            return
         if key not in self._awaiting_answer:
             self.unexpected["answer"] += 1
             return
@@ -120,6 +124,9 @@ class Record:
             self.on_answer()
 
     def deliver(self, key: str, body: bytes, at: float) -> None:
+        if key in self.delivered:
+            self.duplicates["delivery"] += 1
+            return
         digest = self._digests.pop(key, None)
         if digest is None:
             self.unexpected["delivery"] += 1
@@ -133,6 +140,16 @@ class Record:
     def _check_settled(self) -> None:
         if not self._awaiting_answer and not self._awaiting_delivery:
             self._settled.set()
+
+    def check_once(self) -> dict[str, int]:
+        """Fail if any message was answered or delivered more than once; else the (zero) counts of both."""
+        counts = {"answers": self.duplicates["answer"], "deliveries": self.duplicates["delivery"]}
+        if any(counts.values()):
+            raise BenchError(
+                f"messages arrived more than once: {counts['deliveries']} duplicate deliveries, "
+                f"{counts['answers']} duplicate answers"
+            )
+        return counts
 
     async def settle(self, timeout: float) -> None:
         """Wait until every message published so far is answered and, if accepted, delivered."""

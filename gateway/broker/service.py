@@ -204,6 +204,12 @@ class HubService:
         peers = hub.ledger.peers
         peers.beat(hub.ledger.owner, str(self.shard), now, self._started_at)
         alive = peers.alive(now, timedelta(seconds=3 * self.heartbeat_seconds))
+        me = alive.get(hub.ledger.owner)
+        if me is not None and me.started_at != self._started_at:
+            log.error(
+                "hub_name_taken", hub=hub.ledger.owner, other_started_at=me.started_at.isoformat(),
+                action="give each hub process its own I2ES_HUB_SHARD (and I2ES_HUB_NAME)",
+            )  # fmt: skip
         self._seen = {peer.shard: peer.seen_at for peer in alive.values()}
         self._leader = is_leader(self.shard, self._seen)
         hub.adopt(set(alive))
@@ -319,6 +325,7 @@ class HubService:
                 reasons=[r.code for r in outcome.reasons] or None,
                 elapsed_ms=elapsed,
                 batch=len(batch),
+                hub=hub.ledger.owner,
             )
 
     async def _settle(self, messages: Sequence[AbstractIncomingMessage], requeue: bool = False) -> None:

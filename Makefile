@@ -22,7 +22,7 @@ bench-hubs: broker postgres
 	$(PYTHON) -m bench.run --hubs 2 --ledger postgres
 
 soak: broker
-	$(PYTHON) -m bench.soak --rate 200 --seconds 600
+	$(PYTHON) -m bench.soak --rate 80 --seconds 600
 
 soak-quick: broker
 	$(PYTHON) -m bench.soak --rate 100 --seconds 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.shards import Shard
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _schemas() -> Path:
+    """The source tree's schemas, or those `pip install` put under the environment's prefix."""
+    source = PROJECT_ROOT / "schemas"
+    installed = Path(sys.prefix) / "share" / "i2es" / "schemas"
+    return source if source.is_dir() or not installed.is_dir() else installed
 
 
 class Settings(BaseSettings):
@@ -29,7 +37,7 @@ class Settings(BaseSettings):
     )
     vhost: str = "i2es"
     ledger_url: str = Field(default="", description="ledger location; empty means SQLite in the home folder")
-    schema_dir: Path = PROJECT_ROOT / "schemas"
+    schema_dir: Path = Field(default_factory=_schemas, description="the XSD folder")
     max_message_bytes: int = 1024 * 1024
     replay_window_seconds: int = 24 * 3600
     future_skew_seconds: int = 300

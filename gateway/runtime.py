@@ -18,6 +18,7 @@ from gateway.reading import ReadingPolicy
 from gateway.registry import Registry
 from gateway.rules.substances import Catalogue
 from gateway.settings import Settings
+from gateway.signature import SignaturePolicy
 
 
 def token_config(settings: Settings) -> TokenConfig:
@@ -50,6 +51,7 @@ class HubParts:
             future_skew=settings.future_skew,
             trade=self.ledger.trade,
             catalogue=Catalogue.load(),
+            signature=SignaturePolicy(backend=settings.dsig_backend),
         )
 
     def make_hub(self, outbox: Outbox) -> Hub:

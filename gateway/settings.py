@@ -6,6 +6,7 @@ import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     hub_name: str = Field(default="", description="this hub's name among several; empty: host name and shard")
     heartbeat_seconds: float = Field(default=5.0, description="how often a hub tells the others it is alive")
     log_format: str = Field(default="auto", description="json, console or auto (console on a terminal)")
+    dsig_backend: Literal["signxml", "xmlsec"] = Field(
+        default="signxml", description="what checks signature values: signxml, or xmlsec (the fast extra)"
+    )
     signer: str = Field(default="file", description="where the hub's signing key is: file or pkcs11")
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
     pkcs11_token: str = "i2es-hub"  # noqa: S105 - the token's label, not a secret

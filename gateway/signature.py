@@ -1,9 +1,10 @@
 """XML-DSig for envelopes (section 4): sign, and verify under a strict policy.
 
 Verification first checks the signature's shape by hand, so that each departure from the
-contract gets its own reason code, then lets signxml do the cryptography against a
-certificate the trust store has already accepted. Everything downstream reads only the
-tree signxml returns: the bytes that were actually signed.
+contract gets its own reason code, then lets a backend do the cryptography against a
+certificate the trust store has already accepted: signxml by default, or libxmlsec1
+(``gateway.dsig_xmlsec``, the ``fast`` extra) when the policy names it. Everything downstream
+reads only the tree the backend returns: the bytes that were actually signed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, get_args
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
@@ -37,6 +39,9 @@ from gateway.reading import DSIG_NS
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 
+# Which library checks the signature value: signxml (a dependency) or libxmlsec1 (the fast extra).
+DsigBackend = Literal["signxml", "xmlsec"]
+
 
 def _ds(name: str) -> str:
     return f"{{{DSIG_NS}}}{name}"
@@ -44,7 +49,7 @@ def _ds(name: str) -> str:
 
 @dataclass(frozen=True)
 class SignaturePolicy:
-    """The algorithms section 4 allows, and nothing else."""
+    """The algorithms section 4 allows, and nothing else; and which library checks the signature value."""
 
     signature_methods: frozenset[str] = frozenset(
         {
@@ -62,6 +67,17 @@ class SignaturePolicy:
     # relaying party can change without touching the signed element.
     c14n_method: str = EXC_C14N
     transforms: tuple[str, ...] = (ENVELOPED, EXC_C14N)
+    # "xmlsec" needs python-xmlsec (the fast extra); the shape checks are the same for both.
+    backend: DsigBackend = "signxml"
+
+    def __post_init__(self) -> None:
+        if self.backend not in get_args(DsigBackend):
+            raise ValueError(f"unknown XML-DSig backend {self.backend!r}; choose signxml or xmlsec")
+        if self.backend == "xmlsec":  # fail when the policy is built, not at the first message
+            try:
+                import gateway.dsig_xmlsec  # noqa: F401
+            except ModuleNotFoundError as exc:
+                raise ImportError(f"the xmlsec backend needs python-xmlsec, the fast extra ({exc})") from None
 
     def signxml_config(self) -> SignatureConfiguration:
         return SignatureConfiguration(
@@ -205,6 +221,15 @@ def verify_signed(
     """Verify any document signed with the contract's profile; return the signed tree, the signer, the method."""
     shape = inspect_signature(message, policy)
     signer = trust.validate(shape.chain, now)
+    if policy.backend == "xmlsec":
+        from gateway.dsig_xmlsec import verify_with_xmlsec
+
+        return verify_with_xmlsec(message, signer, policy), signer, shape.signature_method
+    return _verify_with_signxml(message, signer, policy), signer, shape.signature_method
+
+
+def _verify_with_signxml(message: etree._Element, signer: x509.Certificate, policy: SignaturePolicy) -> etree._Element:
+    """signxml's check of the signature value against ``signer``; return the signed tree it rebuilt."""
     try:
         result = XMLVerifier().verify(message, x509_cert=signer, expect_config=policy.signxml_config())
     except InvalidInput as exc:
@@ -220,7 +245,7 @@ def verify_signed(
     signed = result.signed_xml
     if signed is None:
         raise SignatureInvalid("the signed content is not an XML element")
-    return signed, signer, shape.signature_method
+    return signed
 
 
 def signature_method_for(signer: Signer) -> SignatureMethod:

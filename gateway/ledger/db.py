@@ -78,8 +78,13 @@ class Database:
         return self._depth > 0
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write, committed whole or not at all; inside another transaction, part of it."""
+    def transaction(self, durable: bool = True) -> Iterator[None]:
+        """One write, committed whole or not at all; inside another transaction, part of it.
+
+        ``durable=False`` is for marks the hub can afford to redo (a delivery confirmed, a notice sent): the commit
+        does not wait for the disk, and is not ordered with the appends. A crash of the process loses nothing; a
+        power cut may lose the last such marks, and the hub then sends again what they marked (at least once).
+        """
         if self._depth:
             self._depth += 1
             try:
@@ -87,7 +92,7 @@ class Database:
             finally:
                 self._depth -= 1
             return
-        self._begin()
+        self._begin(durable)
         self._depth = 1
         try:
             yield
@@ -101,7 +106,7 @@ class Database:
         finally:
             self._depth = 0
 
-    def _begin(self) -> None:
+    def _begin(self, durable: bool) -> None:
         raise NotImplementedError
 
     def _commit(self) -> None:
@@ -124,6 +129,7 @@ class SqliteDatabase(Database):
         super().__init__()
         self.path = path
         self._db = connect(path, busy_seconds)
+        self._relaxed = False
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
@@ -142,18 +148,32 @@ class SqliteDatabase(Database):
     def columns(self, table: str) -> set[str]:
         return {str(row[1]) for row in self._db.execute(f"PRAGMA table_info({table})")}
 
-    def _begin(self) -> None:
+    def _begin(self, durable: bool) -> None:
         try:
+            if not durable:
+                # In WAL mode, the next durable commit syncs the log, these frames with it.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._relaxed = True
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
+            self._restore()
             raise self._translate(error) from error
 
     def _commit(self) -> None:
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        if self._relaxed and not self._db.in_transaction:
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._relaxed = False
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
+        self._restore()
 
     def _translate(self, error: BaseException) -> BaseException:
         if isinstance(error, sqlite3.IntegrityError):
@@ -237,10 +257,13 @@ class PostgresDatabase(Database):
         )
         return {str(row[0]) for row in rows}
 
-    def _begin(self) -> None:
+    def _begin(self, durable: bool) -> None:
         conn = self._open()
         try:
             conn.execute("BEGIN")
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit = off")
+                return
             # Writers one at a time, across every hub: sequence numbers and the hash chain have one order.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
         except Exception as error:

@@ -44,7 +44,7 @@ class Peers:
         db.create(SCHEMA)
 
     def beat(self, name: str, shard: str, now: datetime, started_at: datetime) -> None:
-        with self._db.transaction():
+        with self._db.transaction(durable=False):  # a beat lost to a power cut: the next one says the same
             self._db.execute(
                 "INSERT INTO hubs (name, shard, started_at, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) "
                 "DO UPDATE SET shard = excluded.shard, started_at = excluded.started_at, seen_at = excluded.seen_at",
@@ -53,7 +53,7 @@ class Peers:
 
     def leave(self, name: str) -> None:
         """A hub stopping cleanly: the others adopt what it leaves at their next beat."""
-        with self._db.transaction():
+        with self._db.transaction(durable=False):
             self._db.execute("DELETE FROM hubs WHERE name = ?", (name,))
 
     def alive(self, now: datetime, lease: timedelta) -> dict[str, Peer]:
@@ -69,15 +69,22 @@ class Peers:
     def adopt(self, me: str, alive: set[str]) -> dict[str, int]:
         """Take over the pending rows of hubs not ``alive`` (and of none, from before hubs were named): by table,
         how many were taken."""
+        orphans = {
+            table: {
+                row[0]
+                for row in self._db.execute(f"SELECT DISTINCT hub FROM {table} WHERE {pending}").fetchall()  # noqa: S608
+            }
+            - alive
+            - {me}
+            for table, pending in PENDING.items()
+        }
         taken: dict[str, int] = {}
+        if not any(orphans.values()):
+            return taken
         with self._db.transaction():
             for table, pending in PENDING.items():
-                owners = {
-                    row[0]
-                    for row in self._db.execute(f"SELECT DISTINCT hub FROM {table} WHERE {pending}").fetchall()  # noqa: S608
-                }
                 count = 0
-                for owner in owners - alive - {me}:
+                for owner in orphans[table]:
                     where = "hub IS NULL" if owner is None else "hub = ?"
                     cursor = self._db.execute(
                         f"UPDATE {table} SET hub = ? WHERE {pending} AND {where}",  # noqa: S608

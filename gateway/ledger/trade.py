@@ -102,6 +102,7 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at TEXT NOT NULL,
     sent_at TEXT
 );
+CREATE INDEX IF NOT EXISTS notices_unsent ON notices (id) WHERE sent_at IS NULL;
 """
 
 
@@ -357,7 +358,7 @@ class TradeRecord:
             self.record_notice(0, notice.message_id, notice.to, notice.kind, notice.about, notice.body, now)
 
     def mark_notice_sent(self, message_id: str, now: datetime) -> None:
-        with self._db.transaction():
+        with self._db.transaction(durable=False):
             self._db.execute("UPDATE notices SET sent_at = ? WHERE message_id = ?", (now.isoformat(), message_id))
 
     def unsent_notices(self) -> list[tuple[str, str, bytes]]:

@@ -13,6 +13,7 @@ import base64
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal, get_args
 
 from cryptography import x509
@@ -177,6 +178,17 @@ def _check_reference(reference: etree._Element, policy: SignaturePolicy) -> None
 _WHITESPACE = re.compile(rb"\s+")
 
 
+@lru_cache(maxsize=1024)
+def _certificate(encoded: bytes) -> x509.Certificate:
+    """One ``ds:X509Certificate``'s base64 text, decoded; the same certificates come on every message of a sender,
+    so each is decoded once (a failure is not kept: it raises again)."""
+    certificate = x509.load_der_x509_certificate(base64.b64decode(encoded, validate=True))
+    # cryptography parses some fields lazily: read them all now, so a corrupt one fails here.
+    _ = (certificate.subject, certificate.issuer, certificate.extensions, certificate.public_key())
+    _ = (certificate.not_valid_before_utc, certificate.not_valid_after_utc, certificate.serial_number)
+    return certificate
+
+
 def _certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
     children = list(key_info)
     if len(children) != 1 or children[0].tag != _ds("X509Data"):
@@ -188,12 +200,7 @@ def _certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
     chain = []
     for text in encoded:
         try:
-            der = base64.b64decode(_WHITESPACE.sub(b"", text.encode("ascii")), validate=True)
-            certificate = x509.load_der_x509_certificate(der)
-            # cryptography parses some fields lazily: read them all now, so a corrupt one fails here.
-            _ = (certificate.subject, certificate.issuer, certificate.extensions, certificate.public_key())
-            _ = (certificate.not_valid_before_utc, certificate.not_valid_after_utc, certificate.serial_number)
-            chain.append(certificate)
+            chain.append(_certificate(_WHITESPACE.sub(b"", text.encode("ascii"))))
         except CryptographyUnsupported as exc:
             raise UnsupportedAlgorithm(f"a certificate's key is of a kind the hub does not accept: {exc}") from None
         except Exception as exc:  # hostile DER fails in many ways: bad version, duplicate extension, ...

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from gateway.settings import Settings
+from gateway.shards import Shard
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml)")
 
@@ -86,11 +87,23 @@ def values(section: list[tuple[str, str]], key: str) -> list[str]:
 
 
 def pod_specs() -> dict[str, dict[str, Any]]:
-    """The hub's Deployment and the init Job, by kind."""
+    """The hub's StatefulSet and the init Job, by kind."""
     return {
-        "Deployment": one("Deployment", "i2es-hub")["spec"]["template"]["spec"],
+        "StatefulSet": one("StatefulSet", "i2es-hub")["spec"]["template"]["spec"],
         "Job": one("Job", "i2es-init")["spec"]["template"]["spec"],
     }
+
+
+def compose_hubs() -> dict[str, dict[str, Any]]:
+    """The compose services that run the hub, by name."""
+    return {name: s for name, s in compose()["services"].items() if s.get("command") == HUB_COMMAND}
+
+
+def shards_cover(shards: list[str]) -> None:
+    """Hubs 1 to n of n, each once, n the same everywhere: what several hubs sharing the work need."""
+    parsed = sorted((Shard.parse(s) for s in shards), key=lambda s: s.index)
+    count = len(parsed)
+    assert [(s.index, s.count) for s in parsed] == [(k, count) for k in range(1, count + 1)], shards
 
 
 def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -131,7 +144,12 @@ def test_every_i2es_variable_is_a_setting() -> None:
     note(one("ConfigMap", "i2es-hub")["data"], "kubernetes ConfigMap")
     for kind, spec in pod_specs().items():
         for container in containers(spec):
-            note((e["name"] for e in container.get("env", [])), f"kubernetes {kind}")
+            # A variable the container's command reads itself (I2ES_HUB_COUNT) is not one for the hub.
+            script = " ".join(container.get("command", []))
+            note(
+                (e["name"] for e in container.get("env", []) if "${" + e["name"] + "}" not in script),
+                f"kubernetes {kind}",
+            )
 
     assert {"I2ES_HOME", "I2ES_BROKER_URL", "I2ES_LEDGER_URL"} <= used.keys()
     unknown = {name: sorted(where) for name, where in used.items() if name not in SETTINGS}
@@ -143,15 +161,17 @@ def test_every_i2es_variable_is_a_setting() -> None:
 
 def test_compose_runs_two_hubs_after_init() -> None:
     services = compose()["services"]
-    hub, init = services["hub"], services["init"]
-    assert hub["command"] == HUB_COMMAND
-    assert hub["deploy"]["replicas"] == 2
-    assert "container_name" not in hub, "a fixed container name allows one replica only"
-    assert hub.get("stop_signal", "SIGTERM") == "SIGTERM"
-    assert hub["healthcheck"]["test"] == ["CMD", "i2es-healthcheck"]
-    assert hub["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    hubs, init = compose_hubs(), services["init"]
+    assert sorted(hubs) == ["hub-1", "hub-2"]
+    for name, hub in hubs.items():
+        # Replicas would all have the same environment, hence the same shard.
+        assert hub.get("deploy", {}).get("replicas", 1) == 1, name
+        assert hub.get("stop_signal", "SIGTERM") == "SIGTERM", name
+        assert hub["healthcheck"]["test"] == ["CMD", "i2es-healthcheck"], name
+        assert hub["depends_on"]["init"]["condition"] == "service_completed_successfully", name
+        assert init["image"] == hub["image"], name
+        assert {k: v for k, v in hub["environment"].items() if not k.startswith("I2ES_HUB_")} == init["environment"]
     assert init["command"] == INIT_COMMAND
-    assert init["image"] == hub["image"]
     nodes = [name for name, s in services.items() if s["image"].startswith("rabbitmq:")]
     for dependency in [*nodes, "postgres"]:
         assert init["depends_on"][dependency]["condition"] == "service_healthy"
@@ -167,7 +187,7 @@ def test_compose_rabbitmq_is_one_cluster_of_three() -> None:
     assert listed == {f"rabbit@{s['hostname']}" for s in nodes.values()}
     cookies = {s["environment"]["RABBITMQ_ERLANG_COOKIE"] for s in nodes.values()}
     assert len(cookies) == 1, "the nodes must share one Erlang cookie"
-    broker_host = urlsplit(services["hub"]["environment"]["I2ES_BROKER_URL"]).hostname
+    broker_host = urlsplit(services["hub-1"]["environment"]["I2ES_BROKER_URL"]).hostname
     for name, node in nodes.items():
         assert re.fullmatch(r"rabbitmq:3\.\d+-management", node["image"]), name
         assert broker_host in node["networks"]["default"]["aliases"], name
@@ -180,14 +200,25 @@ def test_compose_rabbitmq_is_one_cluster_of_three() -> None:
     assert conf["max_message_size"] == rabbitmq_conf(DEPLOY / "rabbitmq" / "rabbitmq.conf")["max_message_size"]
 
 
+def test_compose_hubs_have_shards_1_and_2_of_2_and_names_of_their_own() -> None:
+    environments = [hub["environment"] for hub in compose_hubs().values()]
+    shards = sorted(env["I2ES_HUB_SHARD"] for env in environments)
+    assert shards == ["1/2", "2/2"]
+    shards_cover(shards)
+    names = [env["I2ES_HUB_NAME"] for env in environments]
+    assert all(names) and len(set(names)) == len(names), names
+
+
 def test_compose_state_volume_is_shared_and_holds_the_home() -> None:
     document = compose()
     services = document["services"]
-    mounts = {name: services[name]["volumes"] for name in ("init", "hub")}
-    assert mounts["init"] == mounts["hub"]
-    volume, path = mounts["hub"][0].split(":")[:2]
-    assert volume in document["volumes"]
-    assert services["hub"]["environment"]["I2ES_HOME"].startswith(path + "/")
+    hubs = compose_hubs()
+    assert hubs
+    for name, hub in hubs.items():
+        assert hub["volumes"] == services["init"]["volumes"], name
+        volume, path = hub["volumes"][0].split(":")[:2]
+        assert volume in document["volumes"], name
+        assert hub["environment"]["I2ES_HOME"].startswith(path + "/"), name
 
 
 def test_compose_variables_are_in_the_example_env_file() -> None:
@@ -237,6 +268,27 @@ def test_systemd_unit(name: str, command: list[str]) -> None:
     assert f"/var/lib/{settings['StateDirectory']}" in map(str, [home, *home.parents])
 
 
+def test_systemd_hub_takes_its_shard_from_the_instance_name() -> None:
+    path = SYSTEMD / "i2es-hub@.service"
+    environment = dict(v.partition("=")[::2] for v in values(unit(path)["Service"], "Environment"))
+    # %I is the instance name unescaped: i2es-hub@1-2 is hub 1/2.
+    assert environment["I2ES_HUB_SHARD"] == "%I"
+    # The host name and the instance name: distinct for every hub, on every machine.
+    assert environment["I2ES_HUB_NAME"] == "%H-%i"
+    assert "I2ES_HUB_SHARD" not in env_file(SYSTEMD / "hub.env.example"), "it would override the unit's"
+    assert "I2ES_HUB_NAME" not in env_file(SYSTEMD / "hub.env.example"), "it would override the unit's"
+    # The instances the unit's own comment starts are hubs 1 to n of n.
+    (line,) = [line for line in path.read_text().splitlines() if "systemctl enable" in line]
+    instances = re.findall(r"i2es-hub@(\S+)", line)
+    shards_cover([instance.replace("-", "/") for instance in instances])
+    assert len(instances) == 2
+    if shutil.which("systemd-escape"):
+        unescaped = subprocess.run(
+            ["systemd-escape", "--unescape", *instances], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert unescaped == [instance.replace("-", "/") for instance in instances]
+
+
 def test_systemd_hub_is_a_template_that_stops_cleanly() -> None:
     sections = unit(SYSTEMD / "i2es-hub@.service")
     service = dict(sections["Service"])
@@ -274,12 +326,13 @@ def test_rabbitmq_cluster() -> None:
 
 
 def test_kubernetes_hub_and_init() -> None:
-    deployment = one("Deployment", "i2es-hub")
-    assert deployment["spec"]["replicas"] == 2
     specs = pod_specs()
-    assert [c["command"] for c in specs["Deployment"]["containers"]] == [HUB_COMMAND]
+    (hub,) = specs["StatefulSet"]["containers"]
+    shell, flag, script = hub["command"]
+    assert (shell, flag) == ("sh", "-c")
+    assert script.endswith("; exec " + " ".join(HUB_COMMAND))
     assert [c["command"] for c in specs["Job"]["containers"]] == [INIT_COMMAND]
-    assert specs["Deployment"]["terminationGracePeriodSeconds"] >= 30
+    assert specs["StatefulSet"]["terminationGracePeriodSeconds"] >= 30
     for kind, spec in specs.items():
         assert spec["securityContext"]["runAsNonRoot"] is True, kind
         for container in containers(spec):
@@ -287,6 +340,41 @@ def test_kubernetes_hub_and_init() -> None:
             assert context["readOnlyRootFilesystem"] is True, (kind, container["name"])
             assert context["allowPrivilegeEscalation"] is False, (kind, container["name"])
             assert container["resources"]["limits"]["memory"], (kind, container["name"])
+
+
+def test_kubernetes_hubs_take_their_shard_from_the_pod_index() -> None:
+    statefulset = one("StatefulSet", "i2es-hub")
+    assert not [o for o in manifests() if o["kind"] == "Deployment" and o["metadata"]["name"] == "i2es-hub"]
+    spec = statefulset["spec"]
+    replicas = spec["replicas"]
+    assert replicas == 2
+    assert spec["podManagementPolicy"] == "Parallel"
+    service = one("Service", spec["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    (hub,) = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in hub["env"]}
+    assert int(env["I2ES_HUB_COUNT"]["value"]) == replicas, "replicas and I2ES_HUB_COUNT must agree"
+    fields = {name: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for name, e in env.items()}
+    assert fields["POD_INDEX"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert fields["POD_NAME"] == "metadata.name"
+    assert not {"I2ES_HUB_SHARD", "I2ES_HUB_NAME"} & (env.keys() | one("ConfigMap", "i2es-hub")["data"].keys())
+    script = hub["command"][2]
+    # Kubernetes would replace $(NAME) of a variable of the container in the command itself.
+    assert not [name for name in env if f"$({name})" in script]
+    # What the command exports in each Pod: hubs 1 to n of n, named after their Pods.
+    shown = script.replace("exec " + " ".join(HUB_COMMAND), 'printf "%s %s\\n" "$I2ES_HUB_SHARD" "$I2ES_HUB_NAME"')
+    exported = []
+    for index in range(replicas):
+        pod = f"{statefulset['metadata']['name']}-{index}"
+        variables = {"PATH": os.environ["PATH"], "POD_INDEX": str(index), "POD_NAME": pod}
+        variables["I2ES_HUB_COUNT"] = env["I2ES_HUB_COUNT"]["value"]
+        result = subprocess.run(["sh", "-c", shown], env=variables, capture_output=True, text=True, check=True)
+        shard, name = result.stdout.split()
+        assert name == pod
+        exported.append(shard)
+    assert exported == [f"{k}/{replicas}" for k in range(1, replicas + 1)]
+    shards_cover(exported)
 
 
 def test_kubernetes_references_resolve() -> None:

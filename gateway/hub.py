@@ -108,6 +108,10 @@ class Hub:
     _routing: set[int] = field(default_factory=set, repr=False)  # sequences being published right now
 
     def __post_init__(self) -> None:
+        self._count_in_backlog()
+
+    def _count_in_backlog(self) -> None:
+        """What this hub has to route and has not: it goes out in ledger order, through ``route_deferred``."""
         self._backlogged.update(e.recipient for e in self.ledger.unrouted(mine=True) if e.recipient)
 
     def adopt(self, alive: set[str]) -> int:
@@ -116,7 +120,7 @@ class Hub:
         taken = self.ledger.peers.adopt(self.ledger.owner, alive)
         if taken:
             log.warning("hub_adopted", rows=taken, action="sending what stopped hubs left")
-            self._backlogged.update(e.recipient for e in self.ledger.unrouted(mine=True) if e.recipient)
+            self._count_in_backlog()
         return sum(taken.values())
 
     async def handle(self, inbound: Inbound) -> Outcome:

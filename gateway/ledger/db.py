@@ -162,13 +162,11 @@ class SqliteDatabase(Database):
                 self._relaxed = True
             self._take_turn()
             self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
+        except BaseException as error:
             self._restore()
             self._end_turn()
-            raise self._translate(error) from error
-        except BaseException:
-            self._restore()
-            self._end_turn()
+            if isinstance(error, sqlite3.Error):
+                raise self._translate(error) from error
             raise
 
     def _take_turn(self) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -59,21 +61,28 @@ def assert_in_ledger_order_per_sender_and_recipient(arrivals: list[str], entries
         assert sequences == sorted(sequences), f"{pair} arrived out of ledger order"
 
 
+@asynccontextmanager
+async def exchanging(exchange: Exchange, *running: HubProcess) -> AsyncIterator[None]:
+    """The hubs started and the adapters connected for the block; all closed and stopped after it."""
+    for hub in running:
+        hub.start()
+    try:
+        await exchange.connect()
+        yield
+    finally:
+        await exchange.close()
+        for hub in running:
+            hub.stop()
+
+
 async def test_two_hubs_on_postgres_share_the_work_and_do_nothing_twice(
     site: Site, tmp_path: Path, postgres_ledger_url: str
 ) -> None:
     first, second = hubs(site, tmp_path, postgres_ledger_url)
     exchange = Exchange.of(site)
-    first.start()
-    second.start()
-    try:
-        await exchange.connect()
+    async with exchanging(exchange, first, second):
         await exchange.send_all()
         await exchange.wait_delivered()
-    finally:
-        await exchange.close()
-        first.stop()
-        second.stop()
 
     figures = exchange.figures()
     print(figures.line("two hubs"), f"hub-1 {len(accepted_by(first))}, hub-2 {len(accepted_by(second))}")
@@ -95,10 +104,7 @@ async def test_a_hub_that_dies_is_covered_by_the_other_until_it_returns(
 ) -> None:
     first, second = hubs(site, tmp_path, postgres_ledger_url)
     exchange = Exchange.of(site)
-    first.start()
-    second.start()
-    try:
-        await exchange.connect()
+    async with exchanging(exchange, first, second):
         sending = asyncio.create_task(exchange.send_all())
         while len(exchange.acknowledgements) < len(exchange.outgoing) // 3:
             await asyncio.sleep(0.02)
@@ -109,10 +115,6 @@ async def test_a_hub_that_dies_is_covered_by_the_other_until_it_returns(
         second.start()
         await sending
         await exchange.wait_delivered()
-    finally:
-        await exchange.close()
-        first.stop()
-        second.stop()
 
     figures = exchange.figures()
     print(figures.line("hub-2 killed and restarted"), f"handed back: {len(first.said('queue_handed_back'))}")

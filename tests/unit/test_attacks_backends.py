@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from certs.trust import TrustStore
-from gateway.ledger.store import SqliteLedger
 from gateway.pipeline import Checks, Inbound, examine
 from gateway.reading import ReadingPolicy
-from gateway.registry import Registry
-from gateway.rules.substances import Catalogue
 from gateway.settings import PROJECT_ROOT
 from gateway.signature import SignaturePolicy
 from tests.broker.test_attacks import properties_of
 from tests.data.attacks import generate
+from tests.support.checks import checks_in
 from tests.support.pki import Pki
 
 with generate.INDEX.open(encoding="utf-8", newline="") as index:
@@ -42,23 +39,8 @@ def keys(pki: Pki) -> generate.Keys:
 
 @pytest.fixture
 def checks(pki: Pki, policy: SignaturePolicy, tmp_path: Path) -> Iterator[Checks]:
-    ledger = SqliteLedger(tmp_path / "hub.sqlite")
-    registry = Registry(tmp_path / "hub.sqlite")
-    for code in ("CH", "DE", "IN"):
-        registry.add_participant(code, code, None, NOW)
-    yield Checks(
-        reading=READING,
-        trust=TrustStore(pki.anchors, revocations=registry),
-        directory=registry,
-        history=ledger,
-        replay_window=timedelta(hours=24),
-        future_skew=timedelta(minutes=5),
-        trade=ledger.trade,
-        catalogue=Catalogue.load(),
-        signature=policy,
-    )
-    ledger.close()
-    registry.close()
+    with checks_in(tmp_path, pki, READING, ("CH", "DE", "IN"), NOW, policy) as checks:
+        yield checks
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row["file"].removesuffix(".xml") for row in ROWS])

@@ -11,16 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certs.trust import TrustStore
 from gateway.errors import ReasonCode
 from gateway.ledger.model import NewEntry
 from gateway.ledger.store import SqliteLedger
 from gateway.pipeline import Checks, Inbound, examine
 from gateway.reading import ReadingPolicy
-from gateway.registry import Registry
-from gateway.rules.substances import Catalogue
 from gateway.settings import PROJECT_ROOT
 from gateway.signature import sign_envelope
+from tests.support.checks import checks_in
 from tests.support.pki import Pki, envelope_of, header_of, signed
 
 NOW = datetime.now(UTC)
@@ -29,22 +27,8 @@ READING = ReadingPolicy.load(PROJECT_ROOT / "schemas", 1024 * 1024)
 
 @pytest.fixture
 def checks(pki: Pki, tmp_path: Path) -> Iterator[Checks]:
-    ledger = SqliteLedger(tmp_path / "hub.sqlite")
-    registry = Registry(tmp_path / "hub.sqlite")
-    for code in ("CH", "DE"):
-        registry.add_participant(code, code, None, NOW)
-    yield Checks(
-        reading=READING,
-        trust=TrustStore(pki.anchors, revocations=registry),
-        directory=registry,
-        history=ledger,
-        replay_window=timedelta(hours=24),
-        future_skew=timedelta(minutes=5),
-        trade=ledger.trade,
-        catalogue=Catalogue.load(),
-    )
-    ledger.close()
-    registry.close()
+    with checks_in(tmp_path, pki, READING, ("CH", "DE"), NOW) as checks:
+        yield checks
 
 
 def inbound(data: bytes, user: str = "DE", **overrides: object) -> Inbound:

@@ -106,6 +106,9 @@ class Hub:
     # Recipients whose queue refused a document: what follows for them waits behind it, in ledger order.
     _backlogged: set[str] = field(default_factory=set, repr=False)
     _routing: set[int] = field(default_factory=set, repr=False)  # sequences being published right now
+    # Set when a document was held back behind a recipient's backlog: ``route_deferred`` should run soon.
+    held_back: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _draining: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)  # one ``route_deferred`` at a time
 
     def __post_init__(self) -> None:
         self._count_in_backlog()
@@ -168,10 +171,13 @@ class Hub:
         inbounds, now = done.inbounds, done.now
         outcomes = done.outcomes
         documents = [entry for _, verdict, entry in done.recorded if verdict.accepted and entry.recipient]
+        held = any(e.recipient in self._backlogged for e in documents)  # what ``_route_all`` holds back
         try:
             deferred = {entry.sequence for entry in await self._route_all(documents)}
         finally:
             self._routing.difference_update(e.sequence for e in documents)
+            if held:  # out of ``_routing`` now: the next ``route_deferred`` sends them
+                self.held_back.set()
         for _, verdict, _ in done.recorded:
             if verdict.receipt_for is not None and verdict.receipt_status:
                 self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
@@ -241,15 +247,19 @@ class Hub:
         """Send, in ledger order, what a full queue refused (or a stop left unsent); returns how many went."""
         if not self._backlogged:  # what a stop left unrouted was counted in at start
             return 0
+        async with self._draining:
+            return await self._drain_backlog()
+
+    async def _drain_backlog(self) -> int:
         sent = 0
         refused: set[str] = set()
         while True:
-            waiting = [
-                e for e in self.ledger.unrouted(mine=True)
-                if e.recipient and e.recipient not in refused and e.sequence not in self._routing
-            ]  # fmt: skip
+            unrouted = [e for e in self.ledger.unrouted(mine=True) if e.recipient and e.recipient not in refused]
+            # A recipient's backlog ends once nothing for it is left unrouted, counting what a batch is sending
+            # right now: a document that batch holds back behind the backlog is published here, at the next pass.
             # No await between the query and this: the message path sees a recipient's backlog end at once.
-            self._backlogged.intersection_update(refused | {e.recipient for e in waiting})
+            self._backlogged.intersection_update(refused | {e.recipient for e in unrouted})
+            waiting = [e for e in unrouted if e.sequence not in self._routing]
             if not waiting:
                 return sent
             for entry in waiting:

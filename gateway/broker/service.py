@@ -114,6 +114,7 @@ class HubService:
         self._beat(hub)  # alive once consuming its own shard: the others may hand it back now
         scheduler = asyncio.create_task(self._schedule(hub))
         heartbeat = asyncio.create_task(self._heartbeat(hub))
+        backlog = asyncio.create_task(self._drain_backlog(hub))
         stop = asyncio.create_task(self._stopping.wait())
         while not self._stopping.is_set():
             await self._hand_back()
@@ -125,12 +126,10 @@ class HubService:
             await self._process(hub, following.result())
         stop.cancel()
         await self._drain_sends()
-        scheduler.cancel()
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scheduler
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        for task in (scheduler, heartbeat, backlog):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         with contextlib.suppress(Exception):  # the others adopt what this hub leaves unsent at once
             hub.ledger.peers.leave(hub.ledger.owner)
         # What is still in hand goes back to its queue, for this hub's next start or another hub.
@@ -179,6 +178,20 @@ class HubService:
 
         self._consuming.add(name)
         self._consumers[name] = (queue, await queue.consume(take))
+
+    async def _drain_backlog(self, hub: Hub) -> None:
+        """Documents held back behind a recipient's backlog go out as soon as the batch that held them is sent,
+        not at the scheduler's next pass."""
+        while True:
+            await hub.held_back.wait()
+            hub.held_back.clear()
+            try:
+                routed = await hub.route_deferred()
+                if routed:
+                    log.info("deferred_delivered", count=routed)
+            except Exception as error:  # the scheduler tries again at its next pass
+                log.warning("schedule_failed", error=f"{type(error).__name__}: {error}")
+                await asyncio.sleep(self.ledger_retry_seconds)
 
     async def _schedule(self, hub: Hub) -> None:
         """New participants' queues (and, from the second pass, the other hubs' as a standby), deadlines, deferred

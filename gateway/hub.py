@@ -149,7 +149,8 @@ class Hub:
             else:
                 opened[index] = self._open(inbound, done.now)
         try:
-            done.recorded, done.resent = self._record_all(inbounds, opened, done.now)
+            async with self.ledger.writer_turn():  # waiting for another hub's commit, this one goes on sending
+                done.recorded, done.resent = self._record_all(inbounds, opened, done.now)
         except Conflict:
             if len(opened) > 1:  # another hub recorded one of these first: nothing here was; one at a time
                 for index in opened:
@@ -399,10 +400,15 @@ class Hub:
                 elif isinstance(result, BaseException):
                     failure = failure or result
             refused = {e.sequence for e, _ in deferred}
-            self.ledger.mark_routed_many(
-                [e.sequence for e, r in zip(sending, results, strict=True) if r is None and e.sequence not in refused],
-                self.clock(),
-            )
+            async with self.ledger.writer_turn(durable=False):
+                self.ledger.mark_routed_many(
+                    [
+                        e.sequence
+                        for e, r in zip(sending, results, strict=True)
+                        if r is None and e.sequence not in refused
+                    ],
+                    self.clock(),
+                )
         finally:
             self._routing.difference_update(e.sequence for e in sending)
         if failure is not None:
@@ -429,7 +435,8 @@ class Hub:
         self._routing.add(entry.sequence)
         try:
             await self.outbox.deliver(entry.recipient, entry)
-            self.ledger.mark_routed(entry.sequence, self.clock())
+            async with self.ledger.writer_turn(durable=False):
+                self.ledger.mark_routed(entry.sequence, self.clock())
         finally:
             self._routing.discard(entry.sequence)
 

@@ -4,18 +4,21 @@ The ledger and the trade record write their SQL once, with ``?`` placeholders an
 ``Database`` runs it on either engine. A write is a ``transaction()``: one at a time across every process
 that shares the database (``BEGIN IMMEDIATE`` in SQLite, a transaction-scoped advisory lock in
 PostgreSQL), so the ledger's sequence numbers and hash chain have one order. A transaction opened inside
-another joins it: a group of appends commits once. A failure of the engine itself (disk full, lock held
-too long, connection lost) is ``LedgerUnavailable``; a uniqueness violation is ``Conflict``.
+another joins it: a group of appends commits once. ``turn()`` waits for the write lock without stopping the
+event loop: a hub waiting for another's batch to commit goes on publishing and confirming. A failure of the
+engine itself (disk full, lock held too long, connection lost) is ``LedgerUnavailable``; a uniqueness
+violation is ``Conflict``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,8 +62,47 @@ class Database:
     # The column that orders rows as they were inserted, in tables without a key of their own.
     insertion_order = "rowid"
 
-    def __init__(self) -> None:
+    # While a writer waits for another process's turn to end, it looks again this often (seconds).
+    TURN_POLL = 0.0005
+
+    def __init__(self, busy_seconds: float = 30.0) -> None:
         self._depth = 0
+        self._busy_seconds = busy_seconds
+        self._turn_held = False
+
+    # Whether a ``durable=False`` transaction waits for the write lock too (SQLite has one writer at a time).
+    marks_take_turn = True
+
+    @asynccontextmanager
+    async def turn(self, durable: bool = True) -> AsyncIterator[None]:
+        """The write lock across processes, awaited: the transactions inside take it at once. The body must not
+        await (within one process, the turn does not exclude another coroutine)."""
+        if not durable and not self.marks_take_turn:
+            yield
+            return
+        deadline = time.monotonic() + self._busy_seconds
+        while not self._try_turn():
+            if time.monotonic() > deadline:
+                raise self._held_too_long()
+            await asyncio.sleep(self.TURN_POLL)
+        self._turn_held = True
+        try:
+            yield
+        finally:
+            self._turn_held = False
+            self._release_turn()
+
+    def _held_too_long(self) -> LedgerUnavailable:
+        return LedgerUnavailable(
+            f"the ledger cannot be written: another writer has held it for {self._busy_seconds:g} s"
+        )
+
+    def _try_turn(self) -> bool:
+        """Take the write lock if it is free; the engine's own lock is the fallback (True: nothing to take)."""
+        return True
+
+    def _release_turn(self) -> None:
+        pass
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         raise NotImplementedError
@@ -128,11 +170,10 @@ class SqliteDatabase(Database):
     """A SQLite file in WAL mode, safe for several processes on one machine."""
 
     def __init__(self, path: Path, busy_seconds: float = 30.0) -> None:
-        super().__init__()
+        super().__init__(busy_seconds)
         self.path = path
         self._db = connect(path, busy_seconds)
         self._relaxed = False
-        self._busy_seconds = busy_seconds
         # The hubs' writers take turns on this lock before SQLite's own: a waiter gets the ledger as soon as it is
         # free, where SQLite's busy handler would sleep 1, 2, 5, 10 ms and more between tries.
         self._turns = (path.parent / f"{path.name}-writers").open("a+b")
@@ -169,21 +210,28 @@ class SqliteDatabase(Database):
                 raise self._translate(error) from error
             raise
 
+    def _try_turn(self) -> bool:
+        try:
+            fcntl.flock(self._turns, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _release_turn(self) -> None:
+        fcntl.flock(self._turns, fcntl.LOCK_UN)
+
     def _take_turn(self) -> None:
+        if self._turn_held:
+            return
         deadline = time.monotonic() + self._busy_seconds
-        while True:
-            try:
-                fcntl.flock(self._turns, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LedgerUnavailable(
-                        f"the ledger cannot be written: another writer has held it for {self._busy_seconds:g} s"
-                    ) from None
-                time.sleep(0.0002)
+        while not self._try_turn():
+            if time.monotonic() > deadline:
+                raise self._held_too_long()
+            time.sleep(self.TURN_POLL)
 
     def _end_turn(self) -> None:
-        fcntl.flock(self._turns, fcntl.LOCK_UN)
+        if not self._turn_held:
+            self._release_turn()
 
     def _commit(self) -> None:
         try:
@@ -243,9 +291,10 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
     insertion_order = "id"
+    marks_take_turn = False  # only appends take the advisory lock
 
-    def __init__(self, url: str, connect_seconds: float = 10.0) -> None:
-        super().__init__()
+    def __init__(self, url: str, connect_seconds: float = 10.0, busy_seconds: float = 30.0) -> None:
+        super().__init__(busy_seconds)
         self.url = url
         self._connect_seconds = connect_seconds
         self._conn: Any = None
@@ -287,6 +336,23 @@ class PostgresDatabase(Database):
             (table,),
         )
         return {str(row[0]) for row in rows}
+
+    def _try_turn(self) -> bool:
+        # The session's own lock: the transaction's lock below is then granted at once (advisory locks held by a
+        # session are granted to it again).
+        try:
+            row = self._open().execute("SELECT pg_try_advisory_lock(%s)", (WRITE_LOCK,)).fetchone()
+        except Exception as error:
+            raise self._translate(error) from error
+        return bool(row[0])
+
+    def _release_turn(self) -> None:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
+            except Exception:  # the connection is gone, and its session's locks with it
+                conn.close()
 
     def _begin(self, durable: bool) -> None:
         conn = self._open()
@@ -335,7 +401,7 @@ class PostgresDatabase(Database):
 def open_database(url: str, default_path: Path, busy_seconds: float = 30.0) -> Database:
     """The database a ledger URL names: ``postgresql://...``, ``sqlite:///path``, or empty for the default file."""
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, busy_seconds=busy_seconds)
     if url.startswith("sqlite:///"):
         return SqliteDatabase(Path(url.removeprefix("sqlite:///")), busy_seconds)
     if url:

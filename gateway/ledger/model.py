@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -90,6 +90,11 @@ class Ledger(Protocol):
     """Append-only log of outcomes. ``append`` commits before it returns, unless inside ``group()``."""
 
     def group(self) -> AbstractContextManager[None]: ...
+
+    def writer_turn(self, durable: bool = True) -> AbstractAsyncContextManager[None]:
+        """Wait, without stopping the event loop, until this process may write; the writes inside (which must not
+        await) then begin at once."""
+        ...
 
     def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,6 +169,9 @@ class SqlLedger:
     def group(self) -> AbstractContextManager[None]:
         """One transaction for several writes: what is appended inside commits once, at the end, or not at all."""
         return self._db.transaction()
+
+    def writer_turn(self, durable: bool = True) -> AbstractAsyncContextManager[None]:
+        return self._db.turn(durable)
 
     def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry:
         db = self._db

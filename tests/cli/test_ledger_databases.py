@@ -3,6 +3,7 @@ at a time across processes, and what a stopped hub leaves adopted by exactly one
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ledger.model import NewEntry
+from gateway.ledger.model import LedgerUnavailable, NewEntry
 from gateway.ledger.store import SqlLedger, open_ledger
 from tests.support.postgres import drop_database, fresh_database
 
@@ -75,6 +76,43 @@ def test_writers_in_parallel_get_unique_contiguous_sequences_and_one_chain(ledge
         assert ledger.verify().intact
     finally:
         ledger.close()
+
+
+async def test_a_hub_waiting_for_its_turn_to_write_leaves_its_event_loop_running(ledger_url: str) -> None:
+    holder, waiter = open_as(ledger_url, "hub-1"), open_as(ledger_url, "hub-2")
+
+    async def write(n: int) -> int:
+        async with waiter.writer_turn():
+            return waiter.append(document(n), ack).sequence
+
+    try:
+        async with holder.writer_turn():
+            holder.append(document(1), ack)  # committed; the turn is still this hub's
+            writing = asyncio.create_task(write(2))
+            for _ in range(10):  # a loop stopped by the waiter would never get here, nor end the turn
+                await asyncio.sleep(0.005)
+            assert not writing.done()
+            holder.append(document(3), ack)
+        assert await asyncio.wait_for(writing, 5) == 3  # its turn came when the other's ended
+        assert [e.message_id for e in holder.entries(limit=10)] == ["m-1", "m-3", "m-2"]
+    finally:
+        holder.close()
+        waiter.close()
+
+
+async def test_a_turn_held_too_long_makes_the_ledger_unavailable(ledger_url: str) -> None:
+    holder = open_as(ledger_url, "hub-1")
+    waiter = open_ledger(ledger_url, Path("/nonexistent"), busy_seconds=0.05, owner="hub-2")
+    try:
+        async with holder.writer_turn():
+            with pytest.raises(LedgerUnavailable, match="another writer has held it"):
+                async with waiter.writer_turn():
+                    pass
+        async with waiter.writer_turn():  # free again
+            waiter.append(document(1), ack)
+    finally:
+        holder.close()
+        waiter.close()
 
 
 def test_what_a_stopped_hub_left_unrouted_is_adopted_by_one_live_hub(ledger_url: str) -> None:

@@ -62,16 +62,17 @@ class Database:
     # The column that orders rows as they were inserted, in tables without a key of their own.
     insertion_order = "rowid"
 
-    # While a writer waits for another process's turn to end, it looks again this often (seconds).
+    # While a writer waits for another process's turn to end, it looks again this often (seconds), and waits
+    # twice as long each time up to TURN_POLL_MAX: a look costs a system call here, a round trip to a server there.
     TURN_POLL = 0.0005
+    TURN_POLL_MAX = 0.0005
+    # Whether a ``durable=False`` transaction waits for the write lock too (SQLite has one writer at a time).
+    marks_take_turn = True
 
     def __init__(self, busy_seconds: float = 30.0) -> None:
         self._depth = 0
         self._busy_seconds = busy_seconds
         self._turn_held = False
-
-    # Whether a ``durable=False`` transaction waits for the write lock too (SQLite has one writer at a time).
-    marks_take_turn = True
 
     @asynccontextmanager
     async def turn(self, durable: bool = True) -> AsyncIterator[None]:
@@ -81,10 +82,12 @@ class Database:
             yield
             return
         deadline = time.monotonic() + self._busy_seconds
+        pause = self.TURN_POLL
         while not self._try_turn():
             if time.monotonic() > deadline:
                 raise self._held_too_long()
-            await asyncio.sleep(self.TURN_POLL)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.TURN_POLL_MAX)
         self._turn_held = True
         try:
             yield
@@ -292,6 +295,7 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     insertion_order = "id"
     marks_take_turn = False  # only appends take the advisory lock
+    TURN_POLL_MAX = 0.004
 
     def __init__(self, url: str, connect_seconds: float = 10.0, busy_seconds: float = 30.0) -> None:
         super().__init__(busy_seconds)

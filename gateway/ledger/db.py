@@ -73,6 +73,13 @@ class Database:
         self._depth = 0
         self._busy_seconds = busy_seconds
         self._turn_held = False
+        self._transactions = 0  # outermost transactions begun on this connection
+
+    @property
+    def transaction_number(self) -> int:
+        """Which outermost transaction is open (or was last): what a caller remembers within one is valid while
+        this stays the same and ``in_transaction`` holds."""
+        return self._transactions
 
     @asynccontextmanager
     async def turn(self, durable: bool = True) -> AsyncIterator[None]:
@@ -140,6 +147,7 @@ class Database:
                 self._depth -= 1
             return
         self._begin(durable)
+        self._transactions += 1
         self._depth = 1
         try:
             yield

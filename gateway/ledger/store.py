@@ -151,6 +151,9 @@ class SqlLedger:
                 db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
         self._trade = TradeRecord(db, owner)
         self._peers = Peers(db)
+        # The last sequence and entry hash this process appended, and in which transaction: the next append in the
+        # same transaction (a batch) chains to it without asking the database again.
+        self._tail: tuple[int, int, str] | None = None
 
     @property
     def peers(self) -> Peers:
@@ -177,10 +180,10 @@ class SqlLedger:
         db = self._db
         with db.transaction():
             # Under the write lock: the next number and the hash it chains to are this process's alone.
-            last = db.execute("SELECT sequence, entry_hash FROM messages ORDER BY sequence DESC LIMIT 1").fetchone()
-            sequence = int(last[0]) + 1 if last else 1
+            previous, previous_hash = self._last_entry()
+            sequence = previous + 1
             ack_id, ack = make_ack(sequence)
-            chained = entry_hash(last[1] if last and last[1] else GENESIS, sequence, _chained_fields(entry, ack))
+            chained = entry_hash(previous_hash, sequence, _chained_fields(entry, ack))
             db.execute(
                 "INSERT INTO messages (sequence, message_id, broker_user, sender, recipient, type, conversation_id, "
                 "ref_to_message_id, digest, body, status, reasons, warnings, received_at, signer_serial, ack_id, ack, "
@@ -215,6 +218,7 @@ class SqlLedger:
                 self._trade.record_notice(
                     sequence, notice.message_id, notice.to, notice.kind, notice.about, notice.body, entry.received_at
                 )
+            self._tail = (db.transaction_number, sequence, chained)
         return LedgerEntry(
             **{**entry.__dict__},
             sequence=sequence,
@@ -226,6 +230,14 @@ class SqlLedger:
             flag=None,
             owner=self.owner,
         )
+
+    def _last_entry(self) -> tuple[int, str]:
+        """The ledger's last sequence and entry hash (0 and the genesis hash when empty); inside the write lock."""
+        tail = self._tail
+        if tail is not None and tail[0] == self._db.transaction_number:
+            return tail[1], tail[2]
+        last = self._db.execute("SELECT sequence, entry_hash FROM messages ORDER BY sequence DESC LIMIT 1").fetchone()
+        return (int(last[0]), last[1] or GENESIS) if last else (0, GENESIS)
 
     def _one(self, where: str, args: tuple[object, ...]) -> LedgerEntry | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", args).fetchone()  # noqa: S608

@@ -78,6 +78,23 @@ def test_writers_in_parallel_get_unique_contiguous_sequences_and_one_chain(ledge
         ledger.close()
 
 
+def test_batches_from_two_hubs_in_turn_chain_to_each_other(ledger_url: str) -> None:
+    first, second = open_as(ledger_url, "hub-1"), open_as(ledger_url, "hub-2")
+    try:
+        with first.group():
+            first.append(document(1), ack)
+            first.append(document(2), ack)  # chained to the one before, in the same transaction
+        second.append(document(3), ack)
+        with first.group():
+            assert first.append(document(4), ack).sequence == 4  # after the other hub's, not after its own
+        entries = list(first.entries(limit=10))
+        assert [(e.sequence, e.owner) for e in entries] == [(1, "hub-1"), (2, "hub-1"), (3, "hub-2"), (4, "hub-1")]
+        assert first.verify().intact
+    finally:
+        first.close()
+        second.close()
+
+
 async def test_a_hub_waiting_for_its_turn_to_write_leaves_its_event_loop_running(ledger_url: str) -> None:
     holder, waiter = open_as(ledger_url, "hub-1"), open_as(ledger_url, "hub-2")
 

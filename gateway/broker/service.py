@@ -114,7 +114,7 @@ class HubService:
         self._beat(hub)  # alive once consuming its own shard: the others may hand it back now
         scheduler = asyncio.create_task(self._schedule(hub))
         heartbeat = asyncio.create_task(self._heartbeat(hub))
-        backlog = asyncio.create_task(self._drain_backlog(hub))
+        backlog = asyncio.create_task(self._route_held_back(hub))
         stop = asyncio.create_task(self._stopping.wait())
         while not self._stopping.is_set():
             await self._hand_back()
@@ -179,19 +179,23 @@ class HubService:
         self._consuming.add(name)
         self._consumers[name] = (queue, await queue.consume(take))
 
-    async def _drain_backlog(self, hub: Hub) -> None:
+    async def _route_held_back(self, hub: Hub) -> None:
         """Documents held back behind a recipient's backlog go out as soon as the batch that held them is sent,
         not at the scheduler's next pass."""
         while True:
             await hub.held_back.wait()
             hub.held_back.clear()
             try:
-                routed = await hub.route_deferred()
-                if routed:
-                    log.info("deferred_delivered", count=routed)
+                await self._route_deferred(hub)
             except Exception as error:  # the scheduler tries again at its next pass
                 log.warning("schedule_failed", error=f"{type(error).__name__}: {error}")
                 await asyncio.sleep(self.ledger_retry_seconds)
+
+    @staticmethod
+    async def _route_deferred(hub: Hub) -> None:
+        routed = await hub.route_deferred()
+        if routed:
+            log.info("deferred_delivered", count=routed)
 
     async def _schedule(self, hub: Hub) -> None:
         """New participants' queues (and, from the second pass, the other hubs' as a standby), deadlines, deferred
@@ -201,9 +205,7 @@ class HubService:
             try:
                 await self.consume_registered(standby=not first)  # hubs starting together: their own queues first
                 first = False
-                routed = await hub.route_deferred()
-                if routed:
-                    log.info("deferred_delivered", count=routed)
+                await self._route_deferred(hub)
                 sent = await hub.check_deadlines(expiries=self._leader)
                 if sent:
                     log.info("notices_sent", count=sent)

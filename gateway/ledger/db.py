@@ -88,13 +88,10 @@ class Database:
         if not durable and not self.marks_take_turn:
             yield
             return
-        deadline = time.monotonic() + self._busy_seconds
-        pause = self.TURN_POLL
-        while not self._try_turn():
-            if time.monotonic() > deadline:
-                raise self._held_too_long()
+        for pause in self._pauses():
+            if self._try_turn():
+                break
             await asyncio.sleep(pause)
-            pause = min(pause * 2, self.TURN_POLL_MAX)
         self._turn_held = True
         try:
             yield
@@ -102,8 +99,15 @@ class Database:
             self._turn_held = False
             self._release_turn()
 
-    def _held_too_long(self) -> LedgerUnavailable:
-        return LedgerUnavailable(
+    def _pauses(self) -> Iterator[float]:
+        """How long to wait before each next look for the write lock; ``LedgerUnavailable`` once it has been
+        held for ``busy_seconds``."""
+        deadline = time.monotonic() + self._busy_seconds
+        pause = self.TURN_POLL
+        while time.monotonic() <= deadline:
+            yield pause
+            pause = min(pause * 2, self.TURN_POLL_MAX)
+        raise LedgerUnavailable(
             f"the ledger cannot be written: another writer has held it for {self._busy_seconds:g} s"
         )
 
@@ -234,11 +238,10 @@ class SqliteDatabase(Database):
     def _take_turn(self) -> None:
         if self._turn_held:
             return
-        deadline = time.monotonic() + self._busy_seconds
-        while not self._try_turn():
-            if time.monotonic() > deadline:
-                raise self._held_too_long()
-            time.sleep(self.TURN_POLL)
+        for pause in self._pauses():
+            if self._try_turn():
+                return
+            time.sleep(pause)
 
     def _end_turn(self) -> None:
         if not self._turn_held:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bench._messages import ExportAuthorizations, Outgoing
+from bench._messages import ExportAuthorizations
 from bench._site import Site
+from bench.profile import inbound
 from gateway.ledger.model import LedgerEntry
 from gateway.pipeline import Inbound
 from gateway.runtime import HubParts
@@ -48,9 +49,6 @@ class HeldOutbox:
 async def test_a_document_deferred_while_the_backlog_drains_is_still_routed(site: Site) -> None:
     factory = ExportAuthorizations(site.signers())
     left, behind, other = (factory.sign("DE", to) for to in ("CH", "CH", "AT"))
-
-    def inbound(message: Outgoing) -> Inbound:
-        return Inbound(message.body, message.sender, message.message_id, message.type, "application/xml", 2)
 
     parts = HubParts(site.settings)
     try:

@@ -11,21 +11,53 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (all its threads)."""
+def _stat_fields(pid: int) -> list[str]:
     stat = Path(f"/proc/{pid}/stat").read_text()
     # The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-    fields = stat.rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / CLOCK_TICKS
+    return stat.rsplit(")", 1)[1].split()
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size (VmRSS) of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+def descendants(pid: int) -> list[int]:
+    """The live processes started by ``pid``, and by those, and so on (the hub's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int(_stat_fields(int(entry.name))[1])  # field 4 of proc(5)
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            children.setdefault(parent, []).append(int(entry.name))
+    found, waiting = [], list(children.get(pid, []))
+    while waiting:
+        child = waiting.pop()
+        found.append(child)
+        waiting.extend(children.get(child, []))
+    return found
+
+
+def cpu_seconds(pid: int, tree: bool = False) -> float:
+    """User plus system CPU time of a process so far (all its threads); with ``tree``, with its live
+    descendants'."""
+    total = 0.0
+    for one in [pid, *(descendants(pid) if tree else [])]:
+        try:
+            fields = _stat_fields(one)
+        except OSError:
+            continue  # a descendant that ended meanwhile
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15 of proc(5)
+    return total
+
+
+def rss_kib(pid: int, tree: bool = False) -> int:
+    """Resident set size (VmRSS) of a process, in KiB; with ``tree``, with its live descendants'."""
+    total = 0
+    for one in [pid, *(descendants(pid) if tree else [])]:
+        try:
+            lines = Path(f"/proc/{one}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return total
 
 
 def _machine_ticks() -> tuple[int, int]:
@@ -46,9 +78,11 @@ class CpuSample:
     at: float  # time.monotonic()
 
     @classmethod
-    def take(cls, pids: Mapping[str, int]) -> CpuSample:
+    def take(cls, pids: Mapping[str, int], trees: frozenset[str] = frozenset()) -> CpuSample:
+        """``trees``: the names whose CPU time includes their descendants'."""
         busy, total = _machine_ticks()
-        return cls({name: cpu_seconds(pid) for name, pid in pids.items()}, busy, total, time.monotonic())
+        processes = {name: cpu_seconds(pid, tree=name in trees) for name, pid in pids.items()}
+        return cls(processes, busy, total, time.monotonic())
 
     def since(self, earlier: CpuSample) -> CpuUse:
         busy = self.machine_busy - earlier.machine_busy

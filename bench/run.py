@@ -245,12 +245,14 @@ class Hubs:
         self.broker = broker
 
     def sample(self) -> CpuSample:
-        """CPU time so far of each hub (by its name), of the bench and of the broker, and of the machine."""
+        """CPU time so far of each hub (by its name, with its workers), of the bench and of the broker, and of the
+        machine."""
         named = {spec.name: process.pid for spec, process in zip(self.specs, self.processes, strict=True)}
+        hubs = frozenset(named)  # each with its worker processes
         named["bench"] = os.getpid()
         if self.broker is not None:
             named["broker"] = self.broker
-        return CpuSample.take(named)
+        return CpuSample.take(named, trees=hubs)
 
     def cpu_per_message(self, before: CpuSample, messages: int) -> dict[str, float]:
         """CPU ms per message since ``before``: ``hub`` is all hubs together, and each hub under its name too."""

@@ -37,7 +37,7 @@ async def _sample(pid: int, record: Record, every: float, started: float, sample
         await asyncio.sleep(every)
         sample = {
             "seconds": round(time.perf_counter() - started, 1),
-            "rss_kib": rss_kib(pid),
+            "rss_kib": rss_kib(pid, tree=True),
             "sent": len(record.published),
             "acknowledged": len(record.answered),
             "delivered": len(record.delivered),
@@ -56,14 +56,14 @@ async def soak(site: Site, rate: float, seconds: float, every: float) -> dict[st
     started_at = datetime.now(UTC).replace(microsecond=0)
     samples: list[dict[str, Any]] = []
     with hub_process(site.hub_environment(), site.home.root / "hub.log") as hub:
-        rss_ready = rss_kib(hub.pid)
+        rss_ready = rss_kib(hub.pid, tree=True)
         senders, receivers = hub_routes(site)
         traffic = await Traffic.open(senders, receivers, Record(acknowledgement_status, keep_answers=False))
         try:
             await saturate(traffic, sign_many(factory, WARMUP, pair), WARMUP, SETTLE_TIMEOUT)
             record = traffic.record = Record(acknowledgement_status, keep_answers=False)
-            rss_start = rss_kib(hub.pid)
-            cpu_start = cpu_seconds(hub.pid)
+            rss_start = rss_kib(hub.pid, tree=True)
+            cpu_start = cpu_seconds(hub.pid, tree=True)
             say(f"soak: {rate:g} msg/s for {seconds:g} s ({count} messages); hub RSS {rss_start / 1024:.1f} MiB")
             started = time.perf_counter()
             sampler = asyncio.create_task(_sample(hub.pid, record, every, started, samples))
@@ -73,8 +73,8 @@ async def soak(site: Site, rate: float, seconds: float, every: float) -> dict[st
                 await record.settle(SETTLE_TIMEOUT)
             finally:
                 sampler.cancel()
-            rss_end = rss_kib(hub.pid)
-            cpu = cpu_seconds(hub.pid) - cpu_start
+            rss_end = rss_kib(hub.pid, tree=True)
+            cpu = cpu_seconds(hub.pid, tree=True) - cpu_start
         finally:
             await traffic.close()
     statuses = Counter(record.status.values())

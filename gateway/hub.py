@@ -20,7 +20,8 @@ from gateway.acknowledgement import sign_acknowledgement, sign_notice
 from gateway.envelope import Header
 from gateway.ledger.db import Conflict
 from gateway.ledger.model import Filing, Finding, Ledger, LedgerEntry, NewEntry, SignedNotice
-from gateway.pipeline import Checks, Directory, Inbound, Opened, Verdict, internal_error, judge, open_message
+from gateway.opening import LocalOpener, Opener
+from gateway.pipeline import Checks, Directory, Inbound, Opened, Verdict, internal_error, judge
 from gateway.registry import CertificateRecord
 from gateway.rules.record import CertificateRef, Notice, OnFile
 
@@ -102,6 +103,8 @@ class Hub:
     clock: Callable[[], datetime]
     trade: NoticeBox
     certificates: ExpiryWatch
+    # Where messages are read and their signatures checked: this process unless given a pool of workers.
+    opener: Opener | None = None
     _sending: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     # Recipients whose queue refused a document: what follows for them waits behind it, in ledger order.
     _backlogged: set[str] = field(default_factory=set, repr=False)
@@ -111,7 +114,19 @@ class Hub:
     _draining: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)  # one ``route_deferred`` at a time
 
     def __post_init__(self) -> None:
+        self._opener: Opener = self.opener or LocalOpener(self.checks)
         self._count_in_backlog()
+
+    def open_ahead(self, body: bytes) -> None:
+        """A message has just arrived: it may be opened (by a worker) before its batch is recorded."""
+        self._opener.begin(body, self.clock())
+
+    async def start_opening(self) -> None:
+        """Ready to open messages (the worker processes started) before the first one arrives."""
+        await self._opener.warm_up()
+
+    async def stop_opening(self) -> None:
+        await self._opener.stop()
 
     def _count_in_backlog(self) -> None:
         """What this hub has to route and has not: it goes out in ledger order, through ``route_deferred``."""
@@ -142,12 +157,14 @@ class Hub:
         ledger check theirs at the same time, and take turns only to record.
         """
         done = Recorded(inbounds, self.clock())
-        opened: dict[int, Opened] = {}
+        senders: list[int] = []
         for index, inbound in enumerate(inbounds):
             if not inbound.user_id or not self.directory.is_participant(inbound.user_id):
                 done.outcomes[index] = await self._dead_letter(inbound)
             else:
-                opened[index] = self._open(inbound, done.now)
+                senders.append(index)
+        openings = await self._opener.open_all([inbounds[i] for i in senders], done.now)
+        opened: dict[int, Opened] = dict(zip(senders, openings, strict=True))
         try:
             async with self.ledger.writer_turn():  # waiting for another hub's commit, this one goes on sending
                 done.recorded, done.resent = self._record_all(inbounds, opened, done.now)
@@ -207,13 +224,6 @@ class Hub:
         )
         await self.outbox.dead_letter(inbound, reason)
         return Outcome("DEAD_LETTERED", None, (Finding("SENDER_MISMATCH", reason),))
-
-    def _open(self, inbound: Inbound, now: datetime) -> Opened:
-        try:
-            return open_message(inbound, self.checks, now)
-        except Exception as error:  # the hub's own fault: record it and say so, the sender may resend
-            log.exception("examine_failed")
-            return Opened(None, None, internal_error(error))
 
     def _record_all(
         self, inbounds: Sequence[Inbound], opened: dict[int, Opened], now: datetime

@@ -122,11 +122,18 @@ def examine(inbound: Inbound, checks: Checks, now: datetime) -> Verdict:
 
 def open_message(inbound: Inbound, checks: Checks, now: datetime) -> Opened:
     """Read the message (hardened parse, schema) and verify its signature and its signer's chain."""
+    return open_body(inbound.body, checks.reading, checks.trust, now, checks.signature)
+
+
+def open_body(
+    body: bytes, reading: ReadingPolicy, trust: TrustStore, now: datetime, signature: SignaturePolicy = DEFAULT_POLICY
+) -> Opened:
+    """``open_message`` on the bytes alone: all it needs, so that another process can do it."""
     claimed: Header | None = None
     try:
-        root = read_message(inbound.body, checks.reading)
+        root = read_message(body, reading)
         claimed = _claimed_header(root)
-        return Opened(claimed, verify_envelope(root, checks.trust, now, checks.signature))
+        return Opened(claimed, verify_envelope(root, trust, now, signature))
     except GatewayError as error:
         return Opened(claimed, None, Finding(error.code, error.message))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractRobustConnection
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.pkcs11 import TokenConfig, TokenSigner
 from certs.signer import Signer
@@ -13,6 +14,7 @@ from gateway.broker.service import HubService
 from gateway.home import Home
 from gateway.hub import Hub, Outbox
 from gateway.ledger.store import ledger_for
+from gateway.opening import LocalOpener, Opener, WorkerOpener, WorkerSetup
 from gateway.pipeline import Checks
 from gateway.reading import ReadingPolicy
 from gateway.registry import Registry
@@ -53,6 +55,17 @@ class HubParts:
             catalogue=Catalogue.load(),
             signature=SignaturePolicy(backend=settings.dsig_backend),
         )
+        # Built here, started by the service (HubService.run): commands that only sign start no process.
+        self.opener: Opener = LocalOpener(self.checks)
+        if settings.workers:
+            setup = WorkerSetup(
+                schema_dir=settings.schema_dir,
+                max_message_bytes=settings.max_message_bytes,
+                anchors=tuple(a.public_bytes(Encoding.DER) for a in self.checks.trust.anchors),
+                registry_path=settings.ledger_path,
+                signature=self.checks.signature,
+            )
+            self.opener = WorkerOpener(setup, settings.workers, self.checks)
 
     def make_hub(self, outbox: Outbox) -> Hub:
         return Hub(
@@ -64,6 +77,7 @@ class HubParts:
             clock=utc_now,
             trade=self.ledger.trade,
             certificates=self.registry,
+            opener=self.opener,
         )
 
     def participant_codes(self) -> list[str]:
@@ -87,5 +101,6 @@ class HubParts:
     def close(self) -> None:
         if isinstance(self.signer, TokenSigner):
             self.signer.close()
+        self.opener.close()
         self.ledger.close()
         self.registry.close()

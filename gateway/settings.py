@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from datetime import timedelta
@@ -21,6 +22,12 @@ def _schemas() -> Path:
     source = PROJECT_ROOT / "schemas"
     installed = Path(sys.prefix) / "share" / "i2es" / "schemas"
     return source if source.is_dir() or not installed.is_dir() else installed
+
+
+def _cores_for_workers() -> int:
+    """One worker process per core the hub may run on; none on a single core, where they would only copy."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores if cores > 1 else 0
 
 
 class Settings(BaseSettings):
@@ -45,6 +52,10 @@ class Settings(BaseSettings):
     delivery_limit: int = 5
     prefetch: int = Field(default=64, description="messages the hub holds from each inbound queue at once")
     batch_max: int = Field(default=64, description="messages the hub records in one ledger commit at most")
+    workers: int = Field(
+        default_factory=_cores_for_workers, ge=0,
+        description="processes that read messages and check signatures; 0: the hub's own process",
+    )  # fmt: skip
     queue_max_length: int = Field(default=10_000, description="messages a participant's queue holds at most")
     participant_max_connections: int = 10
     participant_max_channels: int = 64

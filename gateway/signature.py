@@ -101,6 +101,8 @@ class VerifiedMessage:
     header: Header
     signer: x509.Certificate
     signature_method: str
+    # The certificates the signature carried, the signer's first: enough to check the chain again later.
+    chain: tuple[x509.Certificate, ...] = ()
 
     @property
     def signer_code(self) -> str:
@@ -214,25 +216,32 @@ def verify_envelope(
     message: etree._Element, trust: TrustStore, now: datetime, policy: SignaturePolicy = DEFAULT_POLICY
 ) -> VerifiedMessage:
     """Verify an envelope's signature and its signer's certificate; return only what was signed."""
-    signed, signer, method = verify_signed(message, trust, now, policy)
+    signed, shape, signer = _verify(message, trust, now, policy)
     try:
         header = read_header(signed)
     except (ValueError, OverflowError) as exc:
         raise SchemaInvalid(f"the header cannot be read: {exc}") from None
-    return VerifiedMessage(signed=signed, header=header, signer=signer, signature_method=method)
+    return VerifiedMessage(signed, header, signer, shape.signature_method, shape.chain)
 
 
 def verify_signed(
     message: etree._Element, trust: TrustStore, now: datetime, policy: SignaturePolicy = DEFAULT_POLICY
 ) -> tuple[etree._Element, x509.Certificate, str]:
     """Verify any document signed with the contract's profile; return the signed tree, the signer, the method."""
+    signed, shape, signer = _verify(message, trust, now, policy)
+    return signed, signer, shape.signature_method
+
+
+def _verify(
+    message: etree._Element, trust: TrustStore, now: datetime, policy: SignaturePolicy
+) -> tuple[etree._Element, _SignatureShape, x509.Certificate]:
     shape = inspect_signature(message, policy)
     signer = trust.validate(shape.chain, now)
     if policy.backend == "xmlsec":
         from gateway.dsig_xmlsec import verify_with_xmlsec
 
-        return verify_with_xmlsec(message, signer, policy), signer, shape.signature_method
-    return _verify_with_signxml(message, signer, policy), signer, shape.signature_method
+        return verify_with_xmlsec(message, signer, policy), shape, signer
+    return _verify_with_signxml(message, signer, policy), shape, signer
 
 
 def _verify_with_signxml(message: etree._Element, signer: x509.Certificate, policy: SignaturePolicy) -> etree._Element:

@@ -20,16 +20,18 @@ class FairInbox(Generic[T]):
         self._waiting: dict[str, deque[T]] = {}
         self._turns: deque[str] = deque()  # the queues that have something, in the order they will be served
         self._ready = asyncio.Event()
+        self._count = 0
 
     def put(self, queue: str, item: T) -> None:
         waiting = self._waiting.setdefault(queue, deque())
         if not waiting:
             self._turns.append(queue)
         waiting.append(item)
+        self._count += 1
         self._ready.set()
 
     def __len__(self) -> int:
-        return sum(len(w) for w in self._waiting.values())
+        return self._count
 
     async def get(self) -> tuple[str, T]:
         while not self._turns:
@@ -50,12 +52,14 @@ class FairInbox(Generic[T]):
         if not waiting:
             return []
         self._turns.remove(queue)
+        self._count -= len(waiting)
         return list(waiting)
 
     def _take(self) -> tuple[str, T]:
         queue = self._turns.popleft()
         waiting = self._waiting[queue]
         item = waiting.popleft()
+        self._count -= 1
         if waiting:
             self._turns.append(queue)  # to the back: every other queue with something goes first
         return queue, item

@@ -38,6 +38,10 @@ RETRY_PAUSE = 1.0
 # Batches recorded and being sent at once: the next is checked and committed while the broker confirms these.
 SENDS_IN_FLIGHT = 2
 ONE_HUB = Shard()
+# With more than this waiting in hand, a message is opened by a worker process as it arrives: the queue is long
+# enough for the workers to run beside the hub. With less, the hub opens it in its batch, sooner than another
+# process could be woken for it.
+OPEN_AHEAD_BACKLOG = 8
 # On a replayed message, the broker user who sent it first: only administrators can write to the replay queue.
 REPLAY_USER_HEADER = "x-i2es-replay-user-id"
 
@@ -88,6 +92,7 @@ class HubService:
         self._inbox: FairInbox[AbstractIncomingMessage] = FairInbox()
         self._consuming: set[str] = set()
         self._channel: AbstractChannel | None = None
+        self._hub: Hub | None = None  # once running: what arrives behind a backlog is opened ahead
         # The deliveries in hand, by the channel they came on, for acknowledging runs of them at once.
         self._outstanding: weakref.WeakKeyDictionary[object, Outstanding] = weakref.WeakKeyDictionary()
         # Sharing the queues with other hubs: each queue's consumer, the others' queues this hub is serving (since
@@ -106,6 +111,8 @@ class HubService:
         await channel.set_qos(prefetch_count=self.prefetch)  # per consumer: per inbound queue
         self._channel = channel
         hub = self.make_hub(await BrokerOutbox.open(channel))
+        await hub.start_opening()
+        self._hub = hub
         await self.consume_registered(standby=False)  # the others' queues on the scheduler's next pass
         log.info(
             "hub_started", queues=sorted(self._consuming), prefetch=self.prefetch, shard=str(self.shard),
@@ -130,6 +137,7 @@ class HubService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await hub.stop_opening()
         with contextlib.suppress(Exception):  # the others adopt what this hub leaves unsent at once
             hub.ledger.peers.leave(hub.ledger.owner)
         # What is still in hand goes back to its queue, for this hub's next start or another hub.
@@ -175,6 +183,8 @@ class HubService:
             if foreign:
                 self._serving.setdefault(code, datetime.now(UTC))
             inbox.put(name, message)
+            if self._hub is not None and len(inbox) > OPEN_AHEAD_BACKLOG:
+                self._hub.open_ahead(message.body)
 
         self._consuming.add(name)
         self._consumers[name] = (queue, await queue.consume(take))

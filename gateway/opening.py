@@ -176,6 +176,7 @@ class WorkerOpener:
         self._starting: asyncio.Task[None] | None = None
         self._ahead: dict[bytes, asyncio.Future[Sealed]] = {}
         self._queued: list[tuple[bytes, datetime, asyncio.Future[Sealed]]] = []
+        self.opened_ahead = 0  # messages a worker opened that the hub then recorded
 
     @property
     def pids(self) -> list[int]:
@@ -243,7 +244,11 @@ class WorkerOpener:
                 log.error("worker_failed", error=str(error), action="opening the message in the hub")
                 self._restart_soon()
                 sealed = None
-            opened.append(_open_here(inbound, self.checks, now) if sealed is None else self._unseal(sealed, now))
+            if sealed is None:
+                opened.append(_open_here(inbound, self.checks, now))
+            else:
+                opened.append(self._unseal(sealed, now))
+                self.opened_ahead += 1
         return opened
 
     def _unseal(self, sealed: Sealed, now: datetime) -> Opened:

@@ -25,9 +25,10 @@ def _schemas() -> Path:
 
 
 def _cores_for_workers() -> int:
-    """One worker process per core the hub may run on; none on a single core, where they would only copy."""
+    """A worker process for each core the hub may run on but one (its own event loop's). None below four cores:
+    there the broker shares them, and copying messages to workers cost more than it saved (docs/performance.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores if cores > 1 else 0
+    return cores - 1 if cores >= 4 else 0
 
 
 class Settings(BaseSettings):

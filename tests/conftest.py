@@ -34,7 +34,10 @@ def pki() -> Pki:
 @pytest.fixture(scope="session")
 def hub_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home = tmp_path_factory.mktemp("hub")
-    settings = Settings(home=home, vhost=f"i2es-test-{uuid.uuid4().hex[:8]}", delivery_limit=3, schedule_seconds=0.5)
+    # Two worker processes whatever the machine: what arrives behind a backlog takes the workers' path.
+    settings = Settings(
+        home=home, vhost=f"i2es-test-{uuid.uuid4().hex[:8]}", delivery_limit=3, schedule_seconds=0.5, workers=2
+    )
     try:
         management(settings).overview()
     except Exception as exc:

@@ -13,6 +13,7 @@ from lxml import etree
 from adapters import Adapter
 from gateway.envelope import body_document
 from gateway.ledger.store import SqliteLedger
+from gateway.opening import WorkerOpener
 from tests.support.hub import RunningHub
 from tests.support.pki import envelope_of, header_of, signed
 
@@ -141,6 +142,33 @@ async def test_many_messages_are_all_acknowledged_and_delivered(hub: RunningHub,
         received.add(delivery.raw)
         await delivery.ack()
     assert received == set(messages)
+
+
+async def test_a_burst_is_opened_by_the_worker_processes_and_each_message_is_handled_once(
+    hub: RunningHub, ch: Adapter, de: Adapter
+) -> None:
+    opener = hub.parts.opener
+    assert isinstance(opener, WorkerOpener)
+    for _ in range(200):  # the hub starts its workers before it consumes
+        if len(opener.pids) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert len(opener.pids) == 2
+    before = opener.opened_ahead
+    messages = [de.envelope(document("ExportAuthorization"), "CH") for _ in range(60)]
+    tampered = de.envelope(document("ExportAuthorization"), "CH")
+    messages.append(tampered.replace(b"<Name>Alpina Pharma AG</Name>", b"<Name>Alpine Pharma AG</Name>"))
+    assert messages[-1] != tampered
+    acks = await asyncio.gather(*(de.send_signed(m) for m in messages))
+    assert [a.status for a in acks] == ["ACCEPTED"] * 60 + ["REJECTED"]
+    assert [code for code, _ in acks[-1].reasons] == ["SIGNATURE_INVALID"]
+    assert opener.opened_ahead > before  # behind the backlog, workers opened them as they arrived
+    received = []
+    for _ in range(60):
+        delivery = await ch.next_delivery(timeout=10)
+        received.append(delivery.raw)
+        await delivery.ack()
+    assert sorted(received) == sorted(messages[:60])
 
 
 async def test_a_message_with_no_user_id_goes_to_the_dead_letter_queue_with_its_reason(hub: RunningHub) -> None:

@@ -4,8 +4,9 @@
 
 Runs ``i2es gateway run`` in a child process on a fresh home and vhost (both removed afterwards) and
 offers it R signed ExportAuthorizations a second, open loop, for S seconds; each message is signed just
-before its time (the senders' cost, in this process). Prints the hub's resident memory (VmRSS) as it
-goes, and at the end its RSS at the start and the end with the sent, acknowledged and delivered counts.
+before its time (the senders' cost, in this process). Prints the hub's resident memory (VmRSS, with its
+worker processes') as it goes, and at the end its RSS at the start and the end with the sent, acknowledged and
+delivered counts.
 Writes them as JSON to bench/results/soak-<UTC timestamp>.json. Exits with status 1 if the hub rejects,
 loses or alters a message.
 """
@@ -111,7 +112,8 @@ def summary(result: dict[str, Any]) -> str:
             f"sent {result['sent']}, acknowledged {result['acknowledged']} "
             f"({', '.join(f'{k} {v}' for k, v in sorted(result['statuses'].items()))}), "
             f"delivered {result['delivered']}, altered {result['altered']}",
-            f"hub RSS: {rss['ready'] / 1024:.1f} MiB when ready, {rss['start'] / 1024:.1f} MiB at the start "
+            f"hub RSS (with its workers): {rss['ready'] / 1024:.1f} MiB when ready, "
+            f"{rss['start'] / 1024:.1f} MiB at the start "
             f"(after {WARMUP} messages), {rss['end'] / 1024:.1f} MiB at the end; "
             f"{(rss['end'] - first['rss_kib']) / 1024:+.1f} MiB since the first sample at {first['seconds']:.0f} s",
             f"hub CPU {result['hub_cpu_ms_per_message']:.2f} ms per message; latency p50/p99/max: "

@@ -1,14 +1,15 @@
-"""Opening inbound messages (hardened parse, schema, signature and chain) on every core.
+"""Opening inbound messages (hardened parse, schema, signature and chain) in worker processes.
 
-``open_message`` is the hub's costliest step and needs neither the ledger nor the trade record, so it can run
-in other processes. ``WorkerOpener`` keeps a pool of them, each with its own schemas, trust anchors, chain cache
-and revocation lookup (the registry's SQLite file, read for every message as in the hub itself), and sends each
-one the bytes of a message. A worker returns what verification vouches for as bytes: the signed tree serialised,
-the header read from it, the signer's certificate. The hub parses those bytes again with its hardened parser, so
-what the rules read is exactly what the worker verified.
+``open_message`` is the hub's costliest step and needs neither the ledger nor the trade record, so other
+processes can do it. ``WorkerOpener`` keeps ``I2ES_WORKERS`` of them (``gateway.workers``), each with its own
+schemas, trust anchors, chain cache and revocation lookup (the registry's SQLite file, read for every message as
+in the hub itself). What arrives while a backlog waits in the hub is shared among them at once; each returns what
+verification vouches for as bytes: the signed tree serialised, the header read from it, the certificates. When
+the batch is recorded, the hub checks the chain again with its own trust store, at the batch's time, and parses
+the signed bytes with its hardened parser: what the rules read is exactly what a worker verified.
 
-``LocalOpener`` does the same in the hub's own process: with one core, in tests, or for the fallback when the
-pool has broken.
+``LocalOpener`` opens in the hub's own process, with its batch: with no workers, and for what arrives while
+nothing waits (sooner than another process could be woken for it).
 """
 
 from __future__ import annotations

@@ -142,16 +142,10 @@ def seal(body: bytes, reading: ReadingPolicy, trust: TrustStore, signature: Sign
     )
 
 
-_certificates: dict[bytes, x509.Certificate] = {}
-
-
+@functools.lru_cache(maxsize=1024)
 def _certificate(der: bytes) -> x509.Certificate:
-    certificate = _certificates.get(der)
-    if certificate is None:
-        if len(_certificates) > 10_000:
-            _certificates.clear()
-        certificate = _certificates[der] = x509.load_der_x509_certificate(der)
-    return certificate
+    """The same few certificates come with every message of a sender: each decoded once."""
+    return x509.load_der_x509_certificate(der)
 
 
 # Messages opened ahead and not (yet) recorded, at most: those a stop or a hand-back returned to their queue.

@@ -86,6 +86,7 @@ class HubParts:
     def service(self, connection: AbstractRobustConnection) -> HubService:
         """The broker consumer that runs this hub."""
         settings = self.settings
+        self.ledger.checkpoint_in_background()
         return HubService(
             self.make_hub,
             connection,

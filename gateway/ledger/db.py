@@ -7,7 +7,8 @@ PostgreSQL), so the ledger's sequence numbers and hash chain have one order. A t
 another joins it: a group of appends commits once. ``turn()`` waits for the write lock without stopping the
 event loop: a hub waiting for another's batch to commit goes on publishing and confirming. A failure of the
 engine itself (disk full, lock held too long, connection lost) is ``LedgerUnavailable``; a uniqueness
-violation is ``Conflict``.
+violation is ``Conflict``. A long-running writer (the hub's service) leaves SQLite's checkpoints to a thread of
+their own, so that no commit of the message path copies the log into the database file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import fcntl
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -23,10 +25,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
+
 from gateway.ledger.model import LedgerUnavailable
 
 # Every hub process takes this PostgreSQL advisory lock for each write: "I2ES" in ASCII.
 WRITE_LOCK = 0x49324553
+
+log = structlog.get_logger("i2es.ledger")
 
 
 class Conflict(Exception):
@@ -177,8 +183,44 @@ class Database:
     def _translate(self, error: BaseException) -> BaseException:
         return error
 
+    def checkpoint_in_background(self, every_seconds: float = 0.5) -> None:
+        """For a long-running writer: keep the engine's housekeeping off the commits of the message path."""
+
     def close(self) -> None:
         raise NotImplementedError
+
+
+class Checkpointer:
+    """Copies a WAL-mode database's log into its file from a thread and a connection of its own.
+
+    SQLite otherwise does it inside the commit that crosses 1000 pages of log: that commit writes megabytes and
+    syncs the database file while the hub's event loop waits. A passive checkpoint takes no lock a writer needs,
+    and the library leaves the interpreter lock while it copies and syncs.
+    """
+
+    def __init__(self, path: Path, every_seconds: float = 0.5) -> None:
+        self._path = path
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"checkpoint {path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        try:
+            self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as error:  # the next pass copies it: the log only grows until then
+            log.warning("ledger_checkpoint_failed", path=str(self._path), error=str(error))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.checkpoint()
+        self._connection.close()
 
 
 class SqliteDatabase(Database):
@@ -192,6 +234,7 @@ class SqliteDatabase(Database):
         # The hubs' writers take turns on this lock before SQLite's own: a waiter gets the ledger as soon as it is
         # free, where SQLite's busy handler would sleep 1, 2, 5, 10 ms and more between tries.
         self._turns = (path.parent / f"{path.name}-writers").open("a+b")
+        self._checkpointer: Checkpointer | None = None
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
@@ -274,7 +317,15 @@ class SqliteDatabase(Database):
             return LedgerUnavailable(f"the ledger cannot be written: {error}")
         return error
 
+    def checkpoint_in_background(self, every_seconds: float = 0.5) -> None:
+        if self._checkpointer is None:
+            self._db.execute("PRAGMA wal_autocheckpoint=0")  # this connection's commits no longer copy the log
+            self._checkpointer = Checkpointer(self.path, every_seconds)
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self._db.close()
         self._turns.close()
 

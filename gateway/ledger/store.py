@@ -315,6 +315,10 @@ class SqlLedger:
         ).fetchall()
         return [_entry(r) for r in rows]
 
+    def checkpoint_in_background(self, every_seconds: float = 0.5) -> None:
+        """The hub's service writes for hours: the database's housekeeping runs beside it (SQLite's checkpoints)."""
+        self._db.checkpoint_in_background(every_seconds)
+
     def close(self) -> None:
         self._db.close()
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -162,5 +164,40 @@ def test_a_hub_that_left_is_no_longer_alive(ledger_url: str) -> None:
         assert ledger.peers.alive(NOW + timedelta(seconds=6), timedelta(seconds=5)) == {}
         ledger.peers.leave("hub-1")
         assert ledger.peers.alive(NOW, timedelta(seconds=5)) == {}
+    finally:
+        ledger.close()
+
+
+def test_the_hubs_commits_leave_copying_the_log_to_a_checkpoint_thread(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite"
+    ledger = open_as(f"sqlite:///{path}", "hub-1")
+    ledger.checkpoint_in_background(every_seconds=3600)  # no pass of its own during this test
+    file_size = path.stat().st_size
+    for n in range(700):  # about 6 MB of log: SQLite's own commits would have copied it past 1000 pages (4 MB)
+        body = hashlib.sha512(str(n).encode()).digest() * 128
+        ledger.append(replace(document(n), body=body, digest=hashlib.sha256(body).hexdigest()), ack)
+    assert path.stat().st_size == file_size, "a commit copied the log into the database file"
+    assert path.with_name(f"{path.name}-wal").stat().st_size > 4 * 1024 * 1024
+    ledger.close()  # the checkpointer's last pass
+    reopened = open_as(f"sqlite:///{path}", "hub-1")
+    try:
+        assert path.stat().st_size > 5 * 1024 * 1024
+        assert reopened.get(700) is not None and reopened.verify().intact
+    finally:
+        reopened.close()
+
+
+def test_the_checkpoint_thread_copies_the_log_while_the_hub_writes(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite"
+    ledger = open_as(f"sqlite:///{path}", "hub-1")
+    ledger.checkpoint_in_background(every_seconds=0.05)
+    try:
+        file_size = path.stat().st_size
+        for n in range(50):
+            ledger.append(document(n), ack)
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == file_size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > file_size, "no checkpoint copied the log while the ledger was open"
     finally:
         ledger.close()

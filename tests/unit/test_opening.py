@@ -98,6 +98,18 @@ async def test_opened_ahead_or_with_the_batch_each_refusal_keeps_its_reason_code
     ]
 
 
+async def test_the_hub_opening_a_batch_lets_the_event_loop_run_between_two_messages(pki: Pki, checks: Checks) -> None:
+    # What else the hub has to do (the broker's confirms of the batch it is sending) waits one message, not a batch.
+    messages = [inbound(signed("ExportAuthorization", pki.signers["DE"])) for _ in range(3)]
+    opening = asyncio.create_task(LocalOpener(checks).open_all(messages, NOW))
+    turns = 0  # how often this task ran while the batch was being opened
+    while not opening.done():
+        turns += 1
+        await asyncio.sleep(0)
+    assert [o.verified is not None for o in opening.result()] == [True, True, True]
+    assert turns >= len(messages)
+
+
 async def test_a_certificate_revoked_after_a_worker_opened_the_message_is_refused_when_it_is_recorded(
     pki: Pki, workers: WorkerOpener, tmp_path: Path
 ) -> None:

@@ -36,7 +36,7 @@ log = structlog.get_logger("i2es.hub")
 
 RETRY_PAUSE = 1.0
 # Batches recorded and being sent at once: the next is checked and committed while the broker confirms these.
-SENDS_IN_FLIGHT = 2
+SENDS_IN_FLIGHT = 4
 ONE_HUB = Shard()
 # With more than this waiting in hand, a message is opened by a worker process as it arrives: the queue is long
 # enough for the workers to run beside the hub. With less, the hub opens it in its batch, sooner than another

@@ -35,19 +35,24 @@ CREATE TABLE IF NOT EXISTS messages (
     conversation_id TEXT,
     ref_to_message_id TEXT,
     digest TEXT NOT NULL,
-    body BLOB NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('ACCEPTED', 'REJECTED')),
     reasons TEXT NOT NULL,
     warnings TEXT NOT NULL,
     received_at TEXT NOT NULL,
     ack_id TEXT NOT NULL,
-    ack BLOB NOT NULL,
     routed_at TEXT,
     delivery_status TEXT,
     delivery_status_at TEXT,
     signer_serial TEXT,
     flag TEXT,
     entry_hash TEXT
+);
+-- The signed bytes of each entry, written once: the message as received and the acknowledgement as sent. Apart
+-- from the row the marks change (routed, delivery status, flag), so that changing one rewrites a small row.
+CREATE TABLE IF NOT EXISTS message_bytes (
+    sequence INTEGER PRIMARY KEY,
+    body BLOB NOT NULL,
+    ack BLOB NOT NULL
 );
 -- A MessageId is accepted once, ever: the contract's key for at-least-once delivery.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_accepted_id ON messages (message_id) WHERE status = 'ACCEPTED';
@@ -90,7 +95,9 @@ def _parse_findings(text: str) -> tuple[Finding, ...]:
 
 
 def _blob(value: object) -> bytes:
-    # A hand-edited row may hold text where bytes were written: read it as such, for the chain to judge.
+    # A hand-edited row may hold text where bytes were written, or be gone: read it as such, for the chain to judge.
+    if value is None:
+        return b""
     return value.encode() if isinstance(value, str) else bytes(value)  # type: ignore[call-overload]
 
 
@@ -103,6 +110,8 @@ _COLUMNS = (
     "digest, body, status, reasons, warnings, received_at, ack_id, ack, routed_at, delivery_status, "
     "delivery_status_at, signer_serial, flag, hub"
 )
+# An entry whose bytes were removed is still read (with none), for the chain to report it.
+_ENTRIES = "messages LEFT JOIN message_bytes USING (sequence)"
 
 
 def _entry(row: Sequence[object]) -> LedgerEntry:
@@ -149,6 +158,8 @@ class SqlLedger:
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:
                 db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
+        if "body" in present:
+            _move_bytes_out(db)
         self._trade = TradeRecord(db, owner)
         self._peers = Peers(db)
         # The last sequence and entry hash this process appended, and in which transaction: the next append in the
@@ -186,8 +197,8 @@ class SqlLedger:
             chained = entry_hash(previous_hash, sequence, _chained_fields(entry, ack))
             db.execute(
                 "INSERT INTO messages (sequence, message_id, broker_user, sender, recipient, type, conversation_id, "
-                "ref_to_message_id, digest, body, status, reasons, warnings, received_at, signer_serial, ack_id, ack, "
-                "entry_hash, hub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "ref_to_message_id, digest, status, reasons, warnings, received_at, signer_serial, ack_id, "
+                "entry_hash, hub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sequence,
                     entry.message_id,
@@ -198,18 +209,17 @@ class SqlLedger:
                     entry.conversation_id,
                     entry.ref_to_message_id,
                     entry.digest,
-                    entry.body,
                     entry.status,
                     _findings(entry.reasons),
                     _findings(entry.warnings),
                     entry.received_at.isoformat(),
                     entry.signer_serial,
                     ack_id,
-                    ack,
                     chained,
                     self.owner,
                 ),
             )
+            db.execute("INSERT INTO message_bytes (sequence, body, ack) VALUES (?, ?, ?)", (sequence, entry.body, ack))
             apply_effects(
                 db, sequence, entry.message_id or "", entry.sender or "", entry.recipient or "", filing.document,
                 filing.effects,
@@ -240,7 +250,7 @@ class SqlLedger:
         return (int(last[0]), last[1] or GENESIS) if last else (0, GENESIS)
 
     def _one(self, where: str, args: tuple[object, ...]) -> LedgerEntry | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE {where}", args).fetchone()  # noqa: S608
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM {_ENTRIES} WHERE {where}", args).fetchone()  # noqa: S608
         return None if row is None else _entry(row)
 
     def find_accepted(self, message_id: str) -> LedgerEntry | None:
@@ -268,7 +278,7 @@ class SqlLedger:
     def unrouted(self, limit: int = 1000, mine: bool = False) -> Sequence[LedgerEntry]:
         """Accepted documents not yet confirmed delivered, oldest first; with ``mine``, only this owner's."""
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE status = 'ACCEPTED' AND recipient IS NOT NULL "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM {_ENTRIES} WHERE status = 'ACCEPTED' AND recipient IS NOT NULL "  # noqa: S608
             f"AND routed_at IS NULL {'AND hub = ? ' if mine else ''}ORDER BY sequence LIMIT ?",
             (self.owner, limit) if mine else (limit,),
         ).fetchall()
@@ -284,7 +294,7 @@ class SqlLedger:
     def chain(self, first: int = 1, last: int | None = None) -> Iterator[ChainedEntry]:
         """The entries as the hash chain sees them, recomputing the digests of the stored bytes."""
         rows = self._db.execute(
-            f"SELECT {_COLUMNS}, entry_hash FROM messages WHERE sequence >= ? AND sequence <= ? "  # noqa: S608
+            f"SELECT {_COLUMNS}, entry_hash FROM {_ENTRIES} WHERE sequence >= ? AND sequence <= ? "  # noqa: S608
             "ORDER BY sequence",
             (first, last if last is not None else 2**62),
         )
@@ -310,7 +320,7 @@ class SqlLedger:
 
     def entries(self, limit: int = 100, after: int = 0) -> Sequence[LedgerEntry]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE sequence > ? ORDER BY sequence LIMIT ?",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM {_ENTRIES} WHERE sequence > ? ORDER BY sequence LIMIT ?",  # noqa: S608
             (after, limit),
         ).fetchall()
         return [_entry(r) for r in rows]
@@ -321,6 +331,19 @@ class SqlLedger:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _move_bytes_out(db: Database) -> None:
+    """A ledger written before ``message_bytes``: its bodies and acknowledgements move there, once, in one write."""
+    with db.transaction():
+        if "body" not in db.columns("messages"):  # another process moved them while this one waited
+            return
+        db.execute(
+            "INSERT INTO message_bytes (sequence, body, ack) SELECT sequence, body, ack FROM messages "
+            "WHERE sequence NOT IN (SELECT sequence FROM message_bytes)"
+        )
+        db.execute("ALTER TABLE messages DROP COLUMN body")
+        db.execute("ALTER TABLE messages DROP COLUMN ack")
 
 
 class SqliteLedger(SqlLedger):

@@ -35,11 +35,11 @@ def ledger(cli: Cli) -> Iterator[Path]:
 
 
 def edited(cli: Cli, ledger: Path, tmp_path: Path, statement: str) -> subprocess.CompletedProcess[str]:
-    """Run `i2es ledger verify` on a copy of the ledger changed by one SQL statement."""
+    """Run `i2es ledger verify` on a copy of the ledger changed by SQL statements."""
     copy = tmp_path / "hub.sqlite"
     shutil.copy(ledger, copy)
     with sqlite3.connect(copy) as db:
-        db.execute(statement)
+        db.executescript(statement)
     return cli("ledger", "verify", check=False, env={"I2ES_LEDGER_URL": f"sqlite:///{copy}"})
 
 
@@ -51,13 +51,20 @@ def test_an_untouched_ledger_verifies(cli: Cli, ledger: Path) -> None:
 @pytest.mark.parametrize(
     ("statement", "found"),
     [
-        ("UPDATE messages SET body = replace(body, 'QUESTION', 'ANSWER') WHERE sequence = 2", "#2"),
+        ("UPDATE message_bytes SET body = replace(body, 'QUESTION', 'ANSWER') WHERE sequence = 2", "#2"),
+        ("DELETE FROM message_bytes WHERE sequence = 2", "#2"),
+        (
+            "UPDATE message_bytes SET sequence = -1 WHERE sequence = 1; "
+            "UPDATE message_bytes SET sequence = 1 WHERE sequence = 2; "
+            "UPDATE message_bytes SET sequence = 2 WHERE sequence = -1",
+            "#1",
+        ),
         ("UPDATE messages SET reasons = '[]', status = 'ACCEPTED' WHERE sequence = 4", "#4"),
         ("UPDATE messages SET recipient = 'FR' WHERE sequence = 1", "#1"),
         ("DELETE FROM messages WHERE sequence = 3", "#3 is missing"),
         ("UPDATE messages SET received_at = '2026-01-01T00:00:00+00:00' WHERE sequence = 2", "#2"),
     ],
-    ids=["body", "outcome", "recipient", "removed", "time"],
+    ids=["body", "bytes removed", "bytes swapped", "outcome", "recipient", "removed", "time"],
 )
 def test_a_hand_edited_ledger_is_caught(cli: Cli, ledger: Path, tmp_path: Path, statement: str, found: str) -> None:
     result = edited(cli, ledger, tmp_path, statement)

@@ -201,3 +201,47 @@ def test_the_checkpoint_thread_copies_the_log_while_the_hub_writes(tmp_path: Pat
         assert path.stat().st_size > file_size, "no checkpoint copied the log while the ledger was open"
     finally:
         ledger.close()
+
+
+def test_marking_a_large_document_routed_rewrites_a_small_row_not_the_document(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite"
+    ledger = open_as(f"sqlite:///{path}", "hub-1")
+    try:
+        body = b"<doc>" + b"x" * 64 * 1024 + b"</doc>"  # 17 pages of 4 KiB
+        entry = ledger.append(replace(document(1), body=body, digest=hashlib.sha256(body).hexdigest()), ack)
+        page = int(ledger.database.execute("PRAGMA page_size").fetchone()[0])
+        log = path.with_name(f"{path.name}-wal")
+        before = log.stat().st_size
+        ledger.mark_routed(entry.sequence, NOW)
+        pages_written = (log.stat().st_size - before) // (page + 24)  # each frame: a header of 24 bytes, a page
+        assert 0 < pages_written <= 4
+        assert ledger.get(entry.sequence) == replace(entry, routed_at=NOW)
+    finally:
+        ledger.close()
+
+
+def test_a_ledger_with_the_bytes_in_the_entries_rows_moves_them_out_once(ledger_url: str) -> None:
+    ledger = open_as(ledger_url, "hub-1")
+    entries = [ledger.append(document(n), ack) for n in range(1, 4)]
+    db = ledger.database
+    blob = "BYTEA" if db.dialect == "postgresql" else "BLOB"
+    with db.transaction():  # the layout written before: body and ack in the entry's row
+        db.execute(f"ALTER TABLE messages ADD COLUMN body {blob}")
+        db.execute(f"ALTER TABLE messages ADD COLUMN ack {blob}")
+        for entry in entries:
+            db.execute(
+                "UPDATE messages SET body = ?, ack = ? WHERE sequence = ?", (entry.body, entry.ack, entry.sequence)
+            )
+        db.execute("DROP TABLE message_bytes")
+    ledger.close()
+
+    reopened = open_as(ledger_url, "hub-2")
+    try:
+        assert "body" not in reopened.database.columns("messages")
+        assert [reopened.get(e.sequence) for e in entries] == entries
+        assert reopened.verify().intact
+        again = reopened.append(document(4), ack)
+        assert reopened.get(again.sequence) == again and reopened.verify().intact
+        assert reopened.entries() == [*entries, again]
+    finally:
+        reopened.close()

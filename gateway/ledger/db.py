@@ -34,6 +34,9 @@ WRITE_LOCK = 0x49324553
 
 log = structlog.get_logger("i2es.ledger")
 
+# The log's length past which the checkpointer has the next commit start it again from its beginning: 16 MiB.
+REWIND_AFTER_FRAMES = 4000
+
 
 class Conflict(Exception):
     """A write broke a uniqueness rule: another process recorded the same thing first."""
@@ -183,7 +186,9 @@ class Database:
     def _translate(self, error: BaseException) -> BaseException:
         return error
 
-    def checkpoint_in_background(self, every_seconds: float = 0.5) -> None:
+    def checkpoint_in_background(
+        self, every_seconds: float = 0.5, rewind_after_frames: int = REWIND_AFTER_FRAMES
+    ) -> None:
         """For a long-running writer: keep the engine's housekeeping off the commits of the message path."""
 
     def close(self) -> None:
@@ -195,13 +200,20 @@ class Checkpointer:
 
     SQLite otherwise does it inside the commit that crosses 1000 pages of log: that commit writes megabytes and
     syncs the database file while the hub's event loop waits. A passive checkpoint takes no lock a writer needs,
-    and the library leaves the interpreter lock while it copies and syncs.
+    and the library leaves the interpreter lock while it copies and syncs. But SQLite starts the log again from
+    its beginning only when a writer finds all of it copied, which a writer that never pauses never does: once
+    the log holds more than ``rewind_after_frames`` pages, the checkpointer takes the writers' turn for a last
+    pass over the few pages written since its previous one, and the next commit rewinds the log.
     """
 
-    def __init__(self, path: Path, every_seconds: float = 0.5) -> None:
+    def __init__(
+        self, path: Path, turns: Path, every_seconds: float = 0.5, rewind_after_frames: int = REWIND_AFTER_FRAMES
+    ) -> None:
         self._path = path
         self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._turns = turns.open("a+b")  # a lock of its own: the hub's writer and this thread take turns
         self._every = every_seconds
+        self._rewind_after = rewind_after_frames
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"checkpoint {path.name}", daemon=True)
         self._thread.start()
@@ -212,15 +224,26 @@ class Checkpointer:
 
     def checkpoint(self) -> None:
         try:
-            self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if self._pass() > self._rewind_after:
+                fcntl.flock(self._turns, fcntl.LOCK_EX)
+                try:
+                    self._pass()
+                finally:
+                    fcntl.flock(self._turns, fcntl.LOCK_UN)
         except sqlite3.Error as error:  # the next pass copies it: the log only grows until then
             log.warning("ledger_checkpoint_failed", path=str(self._path), error=str(error))
+
+    def _pass(self) -> int:
+        """One passive checkpoint; returns how many pages the log holds."""
+        _, frames, _ = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self.checkpoint()
         self._connection.close()
+        self._turns.close()
 
 
 class SqliteDatabase(Database):
@@ -233,7 +256,8 @@ class SqliteDatabase(Database):
         self._relaxed = False
         # The hubs' writers take turns on this lock before SQLite's own: a waiter gets the ledger as soon as it is
         # free, where SQLite's busy handler would sleep 1, 2, 5, 10 ms and more between tries.
-        self._turns = (path.parent / f"{path.name}-writers").open("a+b")
+        self._turns_path = path.parent / f"{path.name}-writers"
+        self._turns = self._turns_path.open("a+b")
         self._checkpointer: Checkpointer | None = None
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
@@ -317,10 +341,12 @@ class SqliteDatabase(Database):
             return LedgerUnavailable(f"the ledger cannot be written: {error}")
         return error
 
-    def checkpoint_in_background(self, every_seconds: float = 0.5) -> None:
+    def checkpoint_in_background(
+        self, every_seconds: float = 0.5, rewind_after_frames: int = REWIND_AFTER_FRAMES
+    ) -> None:
         if self._checkpointer is None:
             self._db.execute("PRAGMA wal_autocheckpoint=0")  # this connection's commits no longer copy the log
-            self._checkpointer = Checkpointer(self.path, every_seconds)
+            self._checkpointer = Checkpointer(self.path, self._turns_path, every_seconds, rewind_after_frames)
 
     def close(self) -> None:
         if self._checkpointer is not None:

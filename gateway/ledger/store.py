@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.ledger.chain import GENESIS, ChainedEntry, ChainReport, entry_hash, verify_chain
-from gateway.ledger.db import Database, SqliteDatabase, open_database
+from gateway.ledger.db import REWIND_AFTER_FRAMES, Database, SqliteDatabase, open_database
 from gateway.ledger.model import NO_FILING, AckMaker, Filing, Finding, LedgerEntry, NewEntry
 from gateway.ledger.peers import Peers
 from gateway.ledger.trade import TradeRecord, apply_effects
@@ -325,9 +325,11 @@ class SqlLedger:
         ).fetchall()
         return [_entry(r) for r in rows]
 
-    def checkpoint_in_background(self, every_seconds: float = 0.5) -> None:
+    def checkpoint_in_background(
+        self, every_seconds: float = 0.5, rewind_after_frames: int = REWIND_AFTER_FRAMES
+    ) -> None:
         """The hub's service writes for hours: the database's housekeeping runs beside it (SQLite's checkpoints)."""
-        self._db.checkpoint_in_background(every_seconds)
+        self._db.checkpoint_in_background(every_seconds, rewind_after_frames)
 
     def close(self) -> None:
         self._db.close()

@@ -245,3 +245,18 @@ def test_a_ledger_with_the_bytes_in_the_entries_rows_moves_them_out_once(ledger_
         assert reopened.entries() == [*entries, again]
     finally:
         reopened.close()
+
+
+def test_the_log_starts_again_from_its_beginning_while_the_hub_writes_without_a_pause(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite"
+    ledger = open_as(f"sqlite:///{path}", "hub-1")
+    ledger.checkpoint_in_background(every_seconds=0.01, rewind_after_frames=100)
+    log = path.with_name(f"{path.name}-wal")
+    try:
+        for n in range(1500):  # about 10 pages of log each, 60 MB in all: never a pause for SQLite to rewind it
+            body = hashlib.sha512(str(n).encode()).digest() * 64
+            ledger.append(replace(document(n), body=body, digest=hashlib.sha256(body).hexdigest()), ack)
+        assert log.stat().st_size < 8 * 1024 * 1024, f"the log grew to {log.stat().st_size} bytes"
+        assert len(ledger.entries(limit=2000)) == 1500 and ledger.verify().intact
+    finally:
+        ledger.close()

@@ -256,8 +256,7 @@ class SqliteDatabase(Database):
         self._relaxed = False
         # The hubs' writers take turns on this lock before SQLite's own: a waiter gets the ledger as soon as it is
         # free, where SQLite's busy handler would sleep 1, 2, 5, 10 ms and more between tries.
-        self._turns_path = path.parent / f"{path.name}-writers"
-        self._turns = self._turns_path.open("a+b")
+        self._turns = (path.parent / f"{path.name}-writers").open("a+b")
         self._checkpointer: Checkpointer | None = None
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
@@ -346,7 +345,7 @@ class SqliteDatabase(Database):
     ) -> None:
         if self._checkpointer is None:
             self._db.execute("PRAGMA wal_autocheckpoint=0")  # this connection's commits no longer copy the log
-            self._checkpointer = Checkpointer(self.path, self._turns_path, every_seconds, rewind_after_frames)
+            self._checkpointer = Checkpointer(self.path, Path(self._turns.name), every_seconds, rewind_after_frames)
 
     def close(self) -> None:
         if self._checkpointer is not None:

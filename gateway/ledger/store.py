@@ -340,10 +340,7 @@ def _move_bytes_out(db: Database) -> None:
     with db.transaction():
         if "body" not in db.columns("messages"):  # another process moved them while this one waited
             return
-        db.execute(
-            "INSERT INTO message_bytes (sequence, body, ack) SELECT sequence, body, ack FROM messages "
-            "WHERE sequence NOT IN (SELECT sequence FROM message_bytes)"
-        )
+        db.execute("INSERT INTO message_bytes (sequence, body, ack) SELECT sequence, body, ack FROM messages")
         db.execute("ALTER TABLE messages DROP COLUMN body")
         db.execute("ALTER TABLE messages DROP COLUMN ack")
 

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -100,13 +101,22 @@ def api(admin: Management, method: str, path: str, body: dict[str, Any] | None =
     return json.loads(payload) if payload else None
 
 
+_NODE_STATS_TRIES = 20
+
+
 def broker_facts(settings: Settings) -> dict[str, Any]:
     """The broker's version and the operating-system pid of its node (to read its CPU time)."""
     admin = management(settings)
     overview = admin.overview()
-    nodes = api(admin, "GET", "nodes") or []
-    node = next((n for n in nodes if n.get("name") == overview.get("node")), nodes[0] if nodes else {})
-    pid = node.get("os_pid")
+    pid = None
+    # A node started moments ago has no statistics yet, its pid among them: give it a few seconds.
+    for _ in range(_NODE_STATS_TRIES):
+        nodes = api(admin, "GET", "nodes") or []
+        node = next((n for n in nodes if n.get("name") == overview.get("node")), nodes[0] if nodes else {})
+        pid = node.get("os_pid")
+        if pid:
+            break
+        time.sleep(0.5)
     return {
         "rabbitmq_version": overview.get("rabbitmq_version"),
         "erlang_version": overview.get("erlang_version"),

@@ -233,6 +233,10 @@ class Hub:
         recorded: list[tuple[int, Verdict, LedgerEntry]] = []
         resent: list[int] = []
         with self.ledger.group():
+            self.ledger.expect(
+                [found.verified.header.message_id for found in opened.values() if found.verified is not None],
+                [inbounds[index].digest for index in opened],
+            )
             for index, found in opened.items():
                 inbound = inbounds[index]
                 if self.ledger.find_accepted_by_digest(inbound.digest, inbound.user_id or "") is not None:

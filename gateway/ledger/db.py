@@ -19,11 +19,11 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -33,6 +33,9 @@ from gateway.ledger.model import LedgerUnavailable
 WRITE_LOCK = 0x49324553
 
 log = structlog.get_logger("i2es.ledger")
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 # The log's length past which the checkpointer has the next commit start it again from its beginning: 16 MiB.
 REWIND_AFTER_FRAMES = 4000
@@ -193,6 +196,47 @@ class Database:
 
     def close(self) -> None:
         raise NotImplementedError
+
+
+class WithinTransaction(Generic[K, V]):
+    """Answers read from the database, kept until its open transaction ends.
+
+    A writer holds the write lock for the whole transaction, so what it read stays true until it commits, but for
+    its own writes: the caller forgets what those change. Outside a transaction nothing is kept.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._number = -1
+        self._values: dict[K, V] = {}
+
+    def _current(self) -> dict[K, V] | None:
+        if not self._db.in_transaction:
+            return None
+        if self._number != self._db.transaction_number:
+            self._values.clear()
+            self._number = self._db.transaction_number
+        return self._values
+
+    def get(self, key: K, read: Callable[[], V]) -> V:
+        values = self._current()
+        if values is None:
+            return read()
+        if key not in values:
+            values[key] = read()
+        return values[key]
+
+    def put(self, key: K, value: V) -> None:
+        values = self._current()
+        if values is not None:
+            values[key] = value
+
+    def holds(self, key: K) -> bool:
+        values = self._current()
+        return values is not None and key in values
+
+    def forget(self, key: K) -> None:
+        self._values.pop(key, None)
 
 
 class Checkpointer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,6 +99,8 @@ class Ledger(Protocol):
     def append(self, entry: NewEntry, make_ack: AckMaker, filing: Filing = NO_FILING) -> LedgerEntry: ...
 
     def find_accepted(self, message_id: str) -> LedgerEntry | None: ...
+
+    def expect(self, message_ids: Collection[str], digests: Collection[str]) -> None: ...
 
     def get(self, sequence: int) -> LedgerEntry | None: ...
 

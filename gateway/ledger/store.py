@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.ledger.chain import GENESIS, ChainedEntry, ChainReport, entry_hash, verify_chain
-from gateway.ledger.db import REWIND_AFTER_FRAMES, Database, SqliteDatabase, open_database
+from gateway.ledger.db import REWIND_AFTER_FRAMES, Database, SqliteDatabase, WithinTransaction, open_database
 from gateway.ledger.model import NO_FILING, AckMaker, Filing, Finding, LedgerEntry, NewEntry
 from gateway.ledger.peers import Peers
 from gateway.ledger.trade import TradeRecord, apply_effects
@@ -94,6 +94,11 @@ def _parse_findings(text: str) -> tuple[Finding, ...]:
     return tuple(Finding(code=i["code"], text=i["text"]) for i in json.loads(text))
 
 
+def _marks(values: Sequence[object]) -> str:
+    """The placeholders of an ``IN (...)`` list; ``NULL`` for none (which matches nothing)."""
+    return ", ".join("?" * len(values)) or "NULL"
+
+
 def _blob(value: object) -> bytes:
     # A hand-edited row may hold text where bytes were written, or be gone: read it as such, for the chain to judge.
     if value is None:
@@ -165,6 +170,8 @@ class SqlLedger:
         # The last sequence and entry hash this process appended, and in which transaction: the next append in the
         # same transaction (a batch) chains to it without asking the database again.
         self._tail: tuple[int, int, str] | None = None
+        # MessageIds and digests that this transaction found not accepted (``expect``).
+        self._not_on_file: WithinTransaction[tuple[str, str], bool] = WithinTransaction(db)
 
     @property
     def peers(self) -> Peers:
@@ -229,6 +236,9 @@ class SqlLedger:
                     sequence, notice.message_id, notice.to, notice.kind, notice.about, notice.body, entry.received_at
                 )
             self._tail = (db.transaction_number, sequence, chained)
+            if entry.status == "ACCEPTED":
+                self._not_on_file.forget(("id", entry.message_id or ""))
+                self._not_on_file.forget(("digest", entry.digest))
         return LedgerEntry(
             **{**entry.__dict__},
             sequence=sequence,
@@ -253,10 +263,31 @@ class SqlLedger:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM {_ENTRIES} WHERE {where}", args).fetchone()  # noqa: S608
         return None if row is None else _entry(row)
 
+    def expect(self, message_ids: Collection[str], digests: Collection[str]) -> None:
+        """Before a batch is judged, inside its transaction: ask once which of these MessageIds and digests the
+        ledger holds as accepted. Until the transaction ends, ``find_accepted`` and ``find_accepted_by_digest``
+        answer the others without a query: not on file, unless this transaction accepts them (then they ask)."""
+        if not self._db.in_transaction or not (message_ids or digests):
+            return
+        ids, sums = sorted(set(message_ids)), sorted(set(digests))
+        rows = self._db.execute(
+            f"SELECT message_id, digest FROM messages WHERE status = 'ACCEPTED' AND (message_id IN ({_marks(ids)}) "  # noqa: S608
+            f"OR digest IN ({_marks(sums)}))",
+            (*ids, *sums),
+        ).fetchall()
+        on_file = {("id", row[0]) for row in rows} | {("digest", row[1]) for row in rows}
+        for key in [("id", m) for m in ids] + [("digest", d) for d in sums]:
+            if key not in on_file:
+                self._not_on_file.put(key, True)
+
     def find_accepted(self, message_id: str) -> LedgerEntry | None:
+        if self._not_on_file.holds(("id", message_id)):
+            return None
         return self._one("message_id = ? AND status = 'ACCEPTED'", (message_id,))
 
     def find_accepted_by_digest(self, digest: str, broker_user: str) -> LedgerEntry | None:
+        if self._not_on_file.holds(("digest", digest)):
+            return None
         return self._one("digest = ? AND broker_user = ? AND status = 'ACCEPTED'", (digest, broker_user))
 
     def get(self, sequence: int) -> LedgerEntry | None:

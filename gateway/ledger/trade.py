@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from gateway.errors import GatewayError
-from gateway.ledger.db import Database
+from gateway.ledger.db import Database, WithinTransaction
 from gateway.ledger.model import SignedNotice
 from gateway.reading import parse_xml
 from gateway.rules.documents import EXPORT, IMPORT, PRE_EXPORT, Authorization, Reference, read_document
@@ -220,6 +220,7 @@ class TradeRecord:
     def __init__(self, db: Database, owner: str = "") -> None:
         self._db = db
         self.owner = owner  # the hub that sends the notices it records
+        self._estimates: WithinTransaction[tuple[str, str, int], dict[str, str]] = WithinTransaction(db)
         db.create(SCHEMA)
         if "hub" not in db.columns("notices"):
             db.execute("ALTER TABLE notices ADD COLUMN hub TEXT")
@@ -261,11 +262,8 @@ class TradeRecord:
         return _sum_by_inn(rows).get(inn, Decimal(0))
 
     def estimate(self, country: str, inn: str, year: int) -> Decimal | None:
-        figures = dict(
-            self._db.execute(
-                "SELECT kind, grams FROM estimates WHERE country = ? AND inn = ? AND year = ?", (country, inn, year)
-            ).fetchall()
-        )
+        # Read once per batch: the messages of a batch name the same few countries and substances.
+        figures = self._estimates.get((country, inn, year), lambda: self._estimate_figures(country, inn, year))
         if "estimate" in figures or "supplementary" in figures:
             # Supplementary estimates add to the annual estimate (1961 Convention, art. 19 (3)).
             return Decimal(figures.get("estimate", "0")) + Decimal(figures.get("supplementary", "0"))
@@ -273,7 +271,14 @@ class TradeRecord:
             return Decimal(figures["assessment"])
         return None
 
+    def _estimate_figures(self, country: str, inn: str, year: int) -> dict[str, str]:
+        rows = self._db.execute(
+            "SELECT kind, grams FROM estimates WHERE country = ? AND inn = ? AND year = ?", (country, inn, year)
+        ).fetchall()
+        return {str(kind): str(grams) for kind, grams in rows}
+
     def load_estimate(self, country: str, inn: str, year: int, kind: str, grams: Decimal, now: datetime) -> None:
+        self._estimates.forget((country, inn, year))
         self._db.execute(
             "INSERT INTO estimates (country, inn, year, kind, grams, loaded_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (country, inn, year, kind) "

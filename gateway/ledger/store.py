@@ -94,6 +94,14 @@ def _parse_findings(text: str) -> tuple[Finding, ...]:
     return tuple(Finding(code=i["code"], text=i["text"]) for i in json.loads(text))
 
 
+# Which of a batch's MessageIds and digests are on file as accepted: two searches of their indexes (an OR of the
+# two lists would scan the whole ledger).
+_ON_FILE = (
+    "SELECT 'id', message_id FROM messages WHERE status = 'ACCEPTED' AND message_id IN ({ids}) "
+    "UNION ALL SELECT 'digest', digest FROM messages WHERE status = 'ACCEPTED' AND digest IN ({digests})"
+)
+
+
 def _marks(values: Sequence[object]) -> str:
     """The placeholders of an ``IN (...)`` list; ``NULL`` for none (which matches nothing)."""
     return ", ".join("?" * len(values)) or "NULL"
@@ -270,12 +278,8 @@ class SqlLedger:
         if not self._db.in_transaction or not (message_ids or digests):
             return
         ids, sums = sorted(set(message_ids)), sorted(set(digests))
-        rows = self._db.execute(
-            f"SELECT message_id, digest FROM messages WHERE status = 'ACCEPTED' AND (message_id IN ({_marks(ids)}) "  # noqa: S608
-            f"OR digest IN ({_marks(sums)}))",
-            (*ids, *sums),
-        ).fetchall()
-        on_file = {("id", row[0]) for row in rows} | {("digest", row[1]) for row in rows}
+        rows = self._db.execute(_ON_FILE.format(ids=_marks(ids), digests=_marks(sums)), (*ids, *sums)).fetchall()
+        on_file = {(str(kind), str(value)) for kind, value in rows}
         for key in [("id", m) for m in ids] + [("digest", d) for d in sums]:
             if key not in on_file:
                 self._not_on_file.put(key, True)

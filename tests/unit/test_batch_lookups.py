@@ -5,11 +5,12 @@ with one query (real SQLite, no broker)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,24 @@ def test_a_batch_reads_each_estimate_once_and_again_after_it_changes(tmp_path: P
         assert len(asked) == 4
     finally:
         ledger.close()
+
+
+def test_the_batch_lookup_searches_the_indexes_and_never_scans_the_ledger(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "hub.sqlite")
+    plans: list[str] = []
+    connection = ledger.database._db  # type: ignore[attr-defined]
+    real_execute = ledger.database.execute
+
+    def explained(sql: str, params: Sequence[object] = ()) -> Any:
+        if sql.startswith("SELECT 'id'"):
+            plans.extend(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        return real_execute(sql, params)
+
+    ledger.database.execute = explained  # type: ignore[method-assign]
+    try:
+        with ledger.group():
+            ledger.expect(["a", "b"], ["d-a", "d-b"])
+    finally:
+        ledger.close()
+    searches = [plan for plan in plans if "messages" in plan]
+    assert searches and all(plan.startswith("SEARCH") for plan in searches), plans

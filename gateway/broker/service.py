@@ -29,6 +29,7 @@ from gateway.broker.outbox import BrokerOutbox
 from gateway.broker.topology import INBOUND_QUEUE, REPLAY_QUEUE, inbound_queue
 from gateway.hub import Hub, Outbox, Recorded
 from gateway.ledger.model import LedgerUnavailable
+from gateway.memory import give_back_free_memory
 from gateway.pipeline import Inbound
 from gateway.shards import Shard, is_leader, to_hand_back
 
@@ -209,7 +210,7 @@ class HubService:
 
     async def _schedule(self, hub: Hub) -> None:
         """New participants' queues (and, from the second pass, the other hubs' as a standby), deadlines, deferred
-        deliveries and unsent notices: at start, then every few seconds."""
+        deliveries and unsent notices, and the memory a burst left free: at start, then every few seconds."""
         first = True
         while True:
             try:
@@ -221,6 +222,7 @@ class HubService:
                     log.info("notices_sent", count=sent)
             except Exception as error:
                 log.warning("schedule_failed", error=f"{type(error).__name__}: {error}")
+            give_back_free_memory()
             await asyncio.sleep(self.schedule_seconds)
 
     def _beat(self, hub: Hub) -> None:

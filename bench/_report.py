@@ -136,8 +136,23 @@ def _throughput_rows(result: Mapping[str, Any]) -> list[str]:
             f"{'     ' + hub['name'] + ' (shard ' + hub['shard'] + '), messages in 3a':47}{hub['saturation']:9d}"
             f"{'':9}  {hub['messages']} in all (its log){_batch_note(hub['mean_batch'].get('saturation'))} in 3a"
         )
+    rows += _after_rows(result)
     rows.append(f"{'4  hub / lower ceiling (' + ratio['lower_ceiling'] + ')':47}{ratio['hub_over_lower_ceiling']:9.2f}")
     return rows
+
+
+def _after_rows(result: Mapping[str, Any]) -> list[str]:
+    """Ceilings 1 and 2 again after the hub, and the mean of both runs that row 4 divides by."""
+    broker, crypto = result.get("broker_ceiling_after"), result.get("crypto_ceiling_after")
+    if broker is None or crypto is None:
+        return []
+    ceilings = result["ratio"]["ceilings"]
+    return [
+        f"{'1  broker ceiling again, after the hub':47}{broker['per_second_answered']:9.0f}{'':9}"
+        f"  mean of both runs {ceilings['broker']:.0f}",
+        f"{'2  crypto ceiling again, after the hub':47}{crypto['per_second']:9.0f}{crypto['ms_per_message']:9.2f}"
+        f"  mean of both runs {ceilings['crypto']:.0f}",
+    ]
 
 
 CPU_ROWS = (

@@ -15,7 +15,9 @@ In a vhost of its own (``i2es-bench-<hex>``, deleted afterwards), with signed Ex
    N with ``I2ES_HUB_SHARD=k/N`` and ``I2ES_HUB_NAME=bench-hub-k``): (a) throughput at saturation, with the
    messages each hub handled (from its own log), (b) latency at half that rate, offered open loop (by the
    clock) for ``--seconds``; the hubs' CPU time is their sum;
-4. the hub's throughput over the lower of ceilings 1 and 2, and the hub's CPU time per message.
+4. the hub's throughput over the lower of ceilings 1 and 2, and the hub's CPU time per message. Ceilings 1 and
+   2 are measured again after the hub's phases, and each counts as the mean of its two runs: on a virtual
+   machine the same code runs up to a third faster or slower from one minute to the next.
 
 Then it checks that each message was delivered once, answered once and handled by one hub once (one
 ``message`` line in all the hubs' logs), and that every answer is the hub's signed acknowledgement.
@@ -377,28 +379,35 @@ def ledger_facts(site: Site) -> dict[str, Any]:
     return {"ledger": "sqlite", "ledger_filesystem": filesystem_of(site.settings.ledger_path.parent)}
 
 
-def crypto_figures(
+def crypto_ceiling(
     site: Site, batch: Sequence[Outgoing], reading: ReadingPolicy, broker_pid: int | None
 ) -> dict[str, Any]:
-    """Ceiling 2 (one core, step by step, with the CPU time of each process) and 2b (all cores, msg/s)."""
-    say("2  crypto ceiling, one core")
+    """Ceiling 2: one core, step by step, with the CPU time of each process."""
     crypto_pids = pids("crypto", os.getpid(), broker_pid)
     before = CpuSample.take(crypto_pids)
     crypto = measure_crypto(batch, reading, site.anchors(), site.home.hub_signer())
-    crypto_cpu = cpu_per_message(CpuSample.take(crypto_pids).since(before), len(batch))
+    return {
+        "messages": crypto.messages,
+        "per_second": crypto.per_second,
+        "ms_per_message": crypto.ms(crypto.seconds),
+        "read_ms": crypto.ms(crypto.read_seconds),
+        "verify_ms": crypto.ms(crypto.verify_seconds),
+        "sign_ms": crypto.ms(crypto.sign_seconds),
+        "cpu_ms_per_message": cpu_per_message(CpuSample.take(crypto_pids).since(before), len(batch)),
+    }
+
+
+def crypto_figures(
+    site: Site, batch: Sequence[Outgoing], reading: ReadingPolicy, broker_pid: int | None
+) -> dict[str, Any]:
+    """Ceiling 2 and 2b (all cores, msg/s)."""
+    say("2  crypto ceiling, one core")
+    ceiling = crypto_ceiling(site, batch, reading, broker_pid)
     say(f"2b crypto, {os.cpu_count()} worker processes")
     settings = site.settings
     parallel = measure_crypto_all_cores(batch, settings.home, settings.schema_dir, settings.max_message_bytes)
     return {
-        "crypto_ceiling": {
-            "messages": crypto.messages,
-            "per_second": crypto.per_second,
-            "ms_per_message": crypto.ms(crypto.seconds),
-            "read_ms": crypto.ms(crypto.read_seconds),
-            "verify_ms": crypto.ms(crypto.verify_seconds),
-            "sign_ms": crypto.ms(crypto.sign_seconds),
-            "cpu_ms_per_message": crypto_cpu,
-        },
+        "crypto_ceiling": ceiling,
         "crypto_all_cores": {
             "messages": parallel.messages,
             "workers": parallel.workers,
@@ -432,15 +441,24 @@ def hub_figures(hub: HubRun, options: Options) -> dict[str, Any]:
     return {"hubs": hubs, "hub_saturation": saturation, "hub_latency": latency}
 
 
+def ceiling_rate(before: Mapping[str, Any], after: Mapping[str, Any] | None, key: str) -> float:
+    """A ceiling's msg/s while the hub ran: the mean of its runs before and after the hub's phases."""
+    if after is None:
+        return float(before[key])
+    return (float(before[key]) + float(after[key])) / 2
+
+
 def ratios(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The hub's throughput at saturation over ceiling 1 (the batched relay), ceiling 2 and the lower one."""
+    """The hub's throughput at saturation over ceiling 1 (the batched relay), ceiling 2 and the lower one; each
+    ceiling the mean of its runs before and after the hub, since this machine's speed drifts within minutes."""
     hub = result["hub_saturation"]["per_second_answered"]
     ceilings = {
-        "broker": result["broker_ceiling"]["per_second_answered"],
-        "crypto": result["crypto_ceiling"]["per_second"],
+        "broker": ceiling_rate(result["broker_ceiling"], result.get("broker_ceiling_after"), "per_second_answered"),
+        "crypto": ceiling_rate(result["crypto_ceiling"], result.get("crypto_ceiling_after"), "per_second"),
     }
     lower = min(ceilings, key=lambda name: ceilings[name])
     return {
+        "ceilings": ceilings,
         "lower_ceiling": lower,
         "hub_over_lower_ceiling": hub / ceilings[lower],
         "hub_over_broker_ceiling": hub / ceilings["broker"],
@@ -466,6 +484,10 @@ def measure(site: Site, options: Options) -> dict[str, Any]:
     relay_one = asyncio.run(relay_ceiling(site, batch, options, broker["os_pid"], None))
     say(f"3  the hub ({options.hubs} process{'es' if options.hubs > 1 else ''})")
     hub = asyncio.run(hub_phases(site, batch, warmup, factory, options, broker["os_pid"]))
+    say("2  crypto ceiling again, after the hub")
+    crypto_after = crypto_ceiling(site, batch, reading, broker["os_pid"])
+    say(f"1  broker ceiling again, after the hub: bare relay, batches of up to {relay_batch}")
+    relay_after = asyncio.run(relay_ceiling(site, batch, options, broker["os_pid"], relay_batch))
     say("checking that nothing arrived or was handled twice, and every acknowledgement's signature")
     once = check_once(hub)
     answers = check_acknowledgements(hub.record, hub.saturation + hub.offered, reading, site.anchors())
@@ -487,6 +509,8 @@ def measure(site: Site, options: Options) -> dict[str, Any]:
         "broker_ceiling": relay,
         "broker_one_at_a_time": relay_one,
         **crypto,
+        "broker_ceiling_after": relay_after,
+        "crypto_ceiling_after": crypto_after,
         **hub_figures(hub, options),
         "duplicates": once,
         "acknowledgements": answers,

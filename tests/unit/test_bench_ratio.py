@@ -1,0 +1,46 @@
+"""The bench's row 4: the hub over the lower ceiling, each ceiling the mean of its runs before and after the hub."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.run import ratios
+
+
+def result(hub: float, broker: tuple[float, float | None], crypto: tuple[float, float | None]) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "hub_saturation": {"per_second_answered": hub},
+        "broker_ceiling": {"per_second_answered": broker[0]},
+        "crypto_ceiling": {"per_second": crypto[0]},
+    }
+    if broker[1] is not None:
+        figures["broker_ceiling_after"] = {"per_second_answered": broker[1]}
+    if crypto[1] is not None:
+        figures["crypto_ceiling_after"] = {"per_second": crypto[1]}
+    return figures
+
+
+def test_each_ceiling_is_the_mean_of_its_runs_before_and_after_the_hub() -> None:
+    ratio = ratios(result(hub=240, broker=(700, 500), crypto=(560, 400)))
+
+    assert ratio["ceilings"] == {"broker": 600, "crypto": 480}
+    assert ratio["lower_ceiling"] == "crypto"
+    assert ratio["hub_over_lower_ceiling"] == pytest.approx(0.5)
+    assert ratio["hub_over_broker_ceiling"] == pytest.approx(0.4)
+
+
+def test_the_lower_ceiling_is_chosen_from_the_means_not_from_the_first_runs() -> None:
+    # Before the hub the broker ceiling is the lower one; over both runs the crypto ceiling is.
+    ratio = ratios(result(hub=300, broker=(500, 700), crypto=(520, 560)))
+
+    assert ratio["lower_ceiling"] == "crypto"
+    assert ratio["hub_over_lower_ceiling"] == pytest.approx(300 / 540)
+
+
+def test_a_result_without_runs_after_the_hub_divides_by_the_runs_before() -> None:
+    ratio = ratios(result(hub=200, broker=(450, None), crypto=(400, None)))
+
+    assert ratio["ceilings"] == {"broker": 450, "crypto": 400}
+    assert ratio["hub_over_lower_ceiling"] == pytest.approx(0.5)

@@ -179,7 +179,16 @@ class Hub:
             if previous is None:
                 raise
             done.resent = [index]
-        self._routing.update(e.sequence for _, v, e in done.recorded if v.accepted and e.recipient)
+        routing = [e.sequence for _, v, e in done.recorded if v.accepted and e.recipient]
+        self._routing.update(routing)  # from now on: the scheduler's deferred routing leaves them to ``send``
+        # The commit did not wait for the disk: nothing of it leaves the hub before it is there, and meanwhile the
+        # event loop reads the broker's confirms of the batches being sent. A resend may be answered from what
+        # another hub committed a moment ago: that is synced too (SQLite: one log for every process).
+        try:
+            await self.ledger.sync(others=bool(done.resent))
+        except BaseException:
+            self._routing.difference_update(routing)  # taken again, they are resends of what was committed
+            raise
         return done
 
     async def send(self, done: Recorded) -> list[Outcome]:
@@ -232,7 +241,7 @@ class Hub:
         before it in the batch) and record its outcome. Returns what was recorded and which were resends."""
         recorded: list[tuple[int, Verdict, LedgerEntry]] = []
         resent: list[int] = []
-        with self.ledger.group():
+        with self.ledger.group(sync_later=True):
             self.ledger.expect(
                 [found.verified.header.message_id for found in opened.values() if found.verified is not None],
                 [inbounds[index].digest for index in opened],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import re
 import sqlite3
 import threading
@@ -80,6 +81,9 @@ class Database:
     TURN_POLL_MAX = 0.0005
     # Whether a ``durable=False`` transaction waits for the write lock too (SQLite has one writer at a time).
     marks_take_turn = True
+    # Whether a transaction can commit without waiting for the disk and be made durable afterwards by ``sync()``
+    # (SQLite's write-ahead log, synced apart); PostgreSQL's server syncs its own log at the commit.
+    syncs_apart = False
 
     def __init__(self, busy_seconds: float = 30.0) -> None:
         self._depth = 0
@@ -182,6 +186,11 @@ class Database:
 
     def _commit(self) -> None:
         raise NotImplementedError
+
+    async def sync(self, others: bool = False) -> None:
+        """Wait until every transaction committed on this connection is on the disk (``durable=False`` ones
+        included), and with ``others`` those of every connection, without stopping the event loop; at once if
+        there is nothing to sync. (PostgreSQL's server has synced each durable commit before it returned.)"""
 
     def _rollback(self) -> None:
         raise NotImplementedError
@@ -290,8 +299,22 @@ class Checkpointer:
         self._turns.close()
 
 
+def sync_file(path: Path, otherwise: Path) -> None:
+    """``fdatasync`` a file, or ``otherwise`` if it is gone (a log checkpointed whole and removed)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        descriptor = os.open(otherwise, os.O_RDONLY)
+    try:
+        os.fdatasync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class SqliteDatabase(Database):
     """A SQLite file in WAL mode, safe for several processes on one machine."""
+
+    syncs_apart = True
 
     def __init__(self, path: Path, busy_seconds: float = 30.0) -> None:
         super().__init__(busy_seconds)
@@ -302,6 +325,7 @@ class SqliteDatabase(Database):
         # free, where SQLite's busy handler would sleep 1, 2, 5, 10 ms and more between tries.
         self._turns = (path.parent / f"{path.name}-writers").open("a+b")
         self._checkpointer: Checkpointer | None = None
+        self._unsynced = False  # a commit since the last sync() did not wait for the disk
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
@@ -360,9 +384,23 @@ class SqliteDatabase(Database):
     def _commit(self) -> None:
         try:
             self._db.execute("COMMIT")
+            self._unsynced = self._unsynced or self._relaxed
         finally:
             self._restore()
             self._end_turn()
+
+    async def sync(self, others: bool = False) -> None:
+        # What synchronous=FULL does at each commit, from a thread: the write-ahead log's data synced. A commit with
+        # synchronous=NORMAL has written its frames to the log; SQLite itself syncs the log before a checkpoint
+        # copies it, and the header when the log starts again, so these frames are on the disk once this returns.
+        if not (self._unsynced or others):
+            return
+        self._unsynced = False  # a commit while the thread syncs sets it again: the next sync() takes it
+        try:
+            await asyncio.to_thread(sync_file, Path(f"{self.path}-wal"), self.path)
+        except OSError as error:
+            self._unsynced = True
+            raise LedgerUnavailable(f"the ledger's log cannot be synced to the disk: {error}") from error
 
     def _restore(self) -> None:
         if self._relaxed and not self._db.in_transaction:

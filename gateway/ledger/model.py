@@ -89,7 +89,15 @@ if TYPE_CHECKING:
 class Ledger(Protocol):
     """Append-only log of outcomes. ``append`` commits before it returns, unless inside ``group()``."""
 
-    def group(self) -> AbstractContextManager[None]: ...
+    def group(self, sync_later: bool = False) -> AbstractContextManager[None]:
+        """One transaction for several writes. With ``sync_later``, where the engine allows it, the commit does not
+        wait for the disk: the caller then awaits ``sync()`` before anything it wrote leaves the hub."""
+        ...
+
+    async def sync(self, others: bool = False) -> None:
+        """Wait, without stopping the event loop, until what this process committed is on the disk; with
+        ``others``, what every process sharing the ledger committed too."""
+        ...
 
     def writer_turn(self, durable: bool = True) -> AbstractAsyncContextManager[None]:
         """Wait, without stopping the event loop, until this process may write; the writes inside (which must not

@@ -195,9 +195,13 @@ class SqlLedger:
         """The trade record, on this ledger's connection (so it shares its transactions)."""
         return self._trade
 
-    def group(self) -> AbstractContextManager[None]:
-        """One transaction for several writes: what is appended inside commits once, at the end, or not at all."""
-        return self._db.transaction()
+    def group(self, sync_later: bool = False) -> AbstractContextManager[None]:
+        """One transaction for several writes: what is appended inside commits once, at the end, or not at all.
+        With ``sync_later`` (SQLite), the commit does not wait for the disk; ``sync()`` does, off the event loop."""
+        return self._db.transaction(durable=not (sync_later and self._db.syncs_apart))
+
+    async def sync(self, others: bool = False) -> None:
+        await self._db.sync(others)
 
     def writer_turn(self, durable: bool = True) -> AbstractAsyncContextManager[None]:
         return self._db.turn(durable)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,37 +14,17 @@ from typing import Any
 import pytest
 
 from gateway.hub import Hub, Outcome
-from gateway.ledger.model import LedgerEntry, NewEntry
+from gateway.ledger.model import NewEntry
 from gateway.ledger.store import SqliteLedger
 from gateway.pipeline import Checks, Inbound
 from gateway.reading import ReadingPolicy
-from gateway.registry import Registry
 from gateway.settings import PROJECT_ROOT
 from tests.support.checks import checks_in
+from tests.support.kept import KeptOutbox, kept_hub
 from tests.support.pki import Pki, header_of, signed
 
 NOW = datetime.now(UTC)
 READING = ReadingPolicy.load(PROJECT_ROOT / "schemas", 1024 * 1024)
-
-
-@dataclass
-class KeptOutbox:
-    """What the hub would publish, kept in order."""
-
-    delivered: list[str] = field(default_factory=list)  # MessageIds
-    acknowledged: list[bytes] = field(default_factory=list)
-
-    async def deliver(self, recipient: str, entry: LedgerEntry) -> None:
-        self.delivered.append(entry.message_id or "")
-
-    async def acknowledge(self, participant: str, entry: LedgerEntry, correlation_id: str | None) -> None:
-        self.acknowledged.append(entry.ack)
-
-    async def dead_letter(self, inbound: Inbound, reason: str) -> None:
-        raise AssertionError(reason)
-
-    async def notify(self, participant: str, message_id: str, body: bytes) -> None:
-        pass
 
 
 @pytest.fixture
@@ -55,18 +34,8 @@ def checks(pki: Pki, tmp_path: Path) -> Iterator[Checks]:
 
 
 @pytest.fixture
-def hub(pki: Pki, checks: Checks, tmp_path: Path) -> Iterator[Hub]:
-    assert isinstance(checks.history, SqliteLedger) and isinstance(checks.directory, Registry)
-    yield Hub(
-        checks=checks,
-        ledger=checks.history,
-        directory=checks.directory,
-        signer=pki.signers["HUB"],
-        outbox=KeptOutbox(),
-        clock=lambda: NOW,
-        trade=checks.history.trade,
-        certificates=checks.directory,
-    )
+def hub(pki: Pki, checks: Checks) -> Hub:
+    return kept_hub(pki, checks, NOW)
 
 
 def inbound(data: bytes) -> Inbound:

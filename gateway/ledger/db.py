@@ -8,7 +8,9 @@ another joins it: a group of appends commits once. ``turn()`` waits for the writ
 event loop: a hub waiting for another's batch to commit goes on publishing and confirming. A failure of the
 engine itself (disk full, lock held too long, connection lost) is ``LedgerUnavailable``; a uniqueness
 violation is ``Conflict``. A long-running writer (the hub's service) leaves SQLite's checkpoints to a thread of
-their own, so that no commit of the message path copies the log into the database file.
+their own, so that no commit of the message path copies the log into the database file, and commits its batches
+without waiting for the disk, then syncs SQLite's log from a thread (``sync()``) before it acts on them: the
+durability of a commit that waits, without stopping the event loop for the disk.
 """
 
 from __future__ import annotations

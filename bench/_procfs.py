@@ -60,12 +60,13 @@ def rss_kib(pid: int, tree: bool = False) -> int:
     return total
 
 
-def _machine_ticks() -> tuple[int, int]:
-    """Busy and total CPU ticks of the whole machine, all cores."""
+def _machine_ticks() -> tuple[int, int, int]:
+    """Busy, total and stolen CPU ticks of the whole machine, all cores. Stolen: the time the hypervisor ran
+    something else while this virtual machine had work to do (busy counts it)."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]  # idle and iowait
     total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total
+    return total - idle, total, values[7]
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,14 @@ class CpuSample:
     machine_busy: int
     machine_total: int
     at: float  # time.monotonic()
+    machine_steal: int = 0
 
     @classmethod
     def take(cls, pids: Mapping[str, int], trees: frozenset[str] = frozenset()) -> CpuSample:
         """``trees``: the names whose CPU time includes their descendants'."""
-        busy, total = _machine_ticks()
+        busy, total, steal = _machine_ticks()
         processes = {name: cpu_seconds(pid, tree=name in trees) for name, pid in pids.items()}
-        return cls(processes, busy, total, time.monotonic())
+        return cls(processes, busy, total, time.monotonic(), steal)
 
     def since(self, earlier: CpuSample) -> CpuUse:
         busy = self.machine_busy - earlier.machine_busy
@@ -92,6 +94,7 @@ class CpuSample:
             seconds=self.at - earlier.at,
             machine_busy_seconds=busy / CLOCK_TICKS,
             machine_busy_fraction=busy / total if total else 0.0,
+            steal_seconds=(self.machine_steal - earlier.machine_steal) / CLOCK_TICKS,
         )
 
 
@@ -103,11 +106,18 @@ class CpuUse:
     seconds: float  # wall-clock time between the samples
     machine_busy_seconds: float
     machine_busy_fraction: float  # of all cores
+    steal_seconds: float = 0.0  # of the busy time: taken by the hypervisor for something else
 
     @property
     def others_seconds(self) -> float:
-        """Busy time of the machine not spent in the named processes: other programs and the kernel's threads."""
-        return max(0.0, self.machine_busy_seconds - sum(self.processes.values()))
+        """Busy time of the machine not spent in the named processes nor stolen: other programs and the kernel's
+        threads."""
+        return max(0.0, self.machine_busy_seconds - self.steal_seconds - sum(self.processes.values()))
+
+    @property
+    def steal_cores(self) -> float:
+        """The stolen time as a number of cores the machine did not have, on average."""
+        return self.steal_seconds / self.seconds if self.seconds else 0.0
 
     @property
     def others_cores(self) -> float:

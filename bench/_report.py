@@ -17,6 +17,8 @@ from bench._traffic import Record
 RESULTS = Path(__file__).resolve().parent / "results"
 # Other programs and the kernel's own threads (fsync, writeback) above this many cores: a note under the table.
 DISTURBED_CORES = 0.25
+# Time the hypervisor gave to something else while this machine had work, above this many cores: a note too.
+STOLEN = 0.1
 LATENCY_ROWS = (
     ("delivery_ms", "publish -> delivery at the recipient"),
     ("acknowledgement_ms", "publish -> acknowledgement at the sender"),
@@ -74,6 +76,7 @@ def cpu_per_message(use: CpuUse, messages: int) -> dict[str, float]:
     figures = {name: seconds / messages * 1000 for name, seconds in use.processes.items()}
     figures["others"] = use.others_seconds / messages * 1000
     figures["others_cores"] = use.others_cores
+    figures["steal_cores"] = use.steal_cores
     figures["machine_busy_fraction"] = use.machine_busy_fraction
     return figures
 
@@ -81,7 +84,11 @@ def cpu_per_message(use: CpuUse, messages: int) -> dict[str, float]:
 def _cpu_cells(cpu: Mapping[str, float], service: str) -> str:
     names = (service, "broker", "bench", "others")
     cells = "".join(f"{cpu[name]:8.2f}" if name in cpu else f"{'-':>8}" for name in names)
-    return f"{cells}{cpu['others_cores']:8.2f}{cpu['machine_busy_fraction'] * 100:8.0f}%"
+    steal = cpu.get("steal_cores")
+    return (
+        f"{cells}{cpu['others_cores']:8.2f}{'-' if steal is None else f'{steal:.2f}':>8}"
+        f"{cpu['machine_busy_fraction'] * 100:8.0f}%"
+    )
 
 
 def _ledger(machine: Mapping[str, Any]) -> str:
@@ -166,8 +173,9 @@ CPU_ROWS = (
 
 def _cpu_rows(result: Mapping[str, Any]) -> list[str]:
     rows = [
-        f"{'CPU ms per message':47}{'service':>8}{'broker':>8}{'bench':>8}{'others':>8}{'others':>8}{'machine':>9}",
-        f"{'':47}{'':32}{'cores':>8}{'busy':>9}",
+        f"{'CPU ms per message':47}{'service':>8}{'broker':>8}{'bench':>8}{'others':>8}{'others':>8}{'stolen':>8}"
+        f"{'machine':>9}",
+        f"{'':47}{'':32}{'cores':>8}{'cores':>8}{'busy':>9}",
     ]
     rows += [
         f"{label:47}{_cpu_cells(result[key]['cpu_ms_per_message'], service)}" for _, key, service, label in CPU_ROWS
@@ -179,6 +187,12 @@ def _cpu_rows(result: Mapping[str, Any]) -> list[str]:
         rows.append(
             f"  other work kept more than {DISTURBED_CORES} of a core busy during {', '.join(disturbed)}: "
             "those figures may be disturbed"
+        )
+    stolen = [name for name, key, _, _ in CPU_ROWS if result[key]["cpu_ms_per_message"].get("steal_cores", 0) > STOLEN]
+    if stolen:
+        rows.append(
+            f"  the hypervisor took more than {STOLEN} of a core from this machine during {', '.join(stolen)}: "
+            "those phases ran on fewer cores than the others"
         )
     if result["machine"].get("ledger") == "postgres":
         rows.append("  others include the PostgreSQL server's processes, which keep the ledger in 3a and 3b")

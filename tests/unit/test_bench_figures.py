@@ -1,4 +1,5 @@
-"""The bench's row 4: the hub over the lower ceiling, each ceiling the mean of its runs before and after the hub."""
+"""The bench's figures: row 4, the hub over the lower ceiling (each ceiling the mean of its runs before and after the
+hub), and the machine's busy time split between the processes measured, the others and what the hypervisor took."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bench._procfs import CLOCK_TICKS, CpuSample
 from bench.run import ratios
 
 
@@ -44,3 +46,23 @@ def test_a_result_without_runs_after_the_hub_divides_by_the_runs_before() -> Non
 
     assert ratio["ceilings"] == {"broker": 450, "crypto": 400}
     assert ratio["hub_over_lower_ceiling"] == pytest.approx(0.5)
+
+
+def test_time_the_hypervisor_took_is_counted_apart_from_other_programs() -> None:
+    # 10 s on 2 cores: 12 s busy, of which the hub 6 s, the broker 2 s, and 3 s stolen by the hypervisor.
+    before = CpuSample({"hub": 100.0, "broker": 50.0}, machine_busy=0, machine_total=0, at=0.0, machine_steal=0)
+    ticks = CLOCK_TICKS
+    after = CpuSample(
+        {"hub": 106.0, "broker": 52.0},
+        machine_busy=12 * ticks,
+        machine_total=20 * ticks,
+        at=10.0,
+        machine_steal=3 * ticks,
+    )
+
+    use = after.since(before)
+
+    assert use.steal_seconds == pytest.approx(3.0)
+    assert use.steal_cores == pytest.approx(0.3)
+    assert use.others_seconds == pytest.approx(1.0)  # 12 - 3 stolen - 6 - 2
+    assert use.machine_busy_fraction == pytest.approx(0.6)

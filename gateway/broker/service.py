@@ -106,6 +106,8 @@ class HubService:
         # Batches recorded and being sent: at most SENDS_IN_FLIGHT at once.
         self._sends: set[asyncio.Task[None]] = set()
         self._sending = asyncio.Semaphore(SENDS_IN_FLIGHT)
+        # One settling at a time, its acks written before the next is decided (see ``_settle``).
+        self._settling = asyncio.Lock()
 
     async def run(self) -> None:
         channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -357,7 +359,17 @@ class HubService:
 
     async def _settle(self, messages: Sequence[AbstractIncomingMessage], requeue: bool = False) -> None:
         """Acknowledge handled deliveries (one ``multiple`` ack for each run of them) or, with ``requeue``, return
-        them to their queues. On a lost channel the broker has requeued them already: nothing to do."""
+        them to their queues. On a lost channel the broker has requeued them already: nothing to do.
+
+        Batches being sent settle one at a time, each once its acks are written: the client's write queue is
+        bounded, and an ack waiting for room there can be overtaken. A ``multiple`` ack that overtook a single ack
+        of an earlier batch for a lower tag would settle that delivery first, and the broker would close the
+        channel on the single one (an unknown delivery tag), sending back every delivery in hand to be taken again.
+        """
+        async with self._settling:
+            await self._settle_now(messages, requeue)
+
+    async def _settle_now(self, messages: Sequence[AbstractIncomingMessage], requeue: bool) -> None:
         by_channel: dict[int, tuple[aiormq.abc.AbstractChannel, list[AbstractIncomingMessage]]] = {}
         for message in messages:
             try:

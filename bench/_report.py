@@ -23,7 +23,7 @@ LATENCY_ROWS = (
     ("delivery_ms", "publish -> delivery at the recipient"),
     ("acknowledgement_ms", "publish -> acknowledgement at the sender"),
     ("confirm_ms", "publish -> broker confirm at the sender"),
-    ("hub_handle_ms", "the hub's time for the message's batch (log)"),
+    ("hub_handle_ms", "the hub's time for its batch (log), by step"),
     ("send_lateness_ms", "sender's lateness against the schedule"),
 )
 
@@ -206,11 +206,17 @@ def _latency_rows(latency: Mapping[str, Any]) -> list[str]:
         f"{'   ms':47}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}",
     ]
     for key, label in LATENCY_ROWS:
-        figures = latency[key]
-        if figures.get("count"):
-            cells = "".join(f"{figures[p]:8.1f}" for p in ("p50", "p95", "p99", "max"))
-            rows.append(f"{'   ' + label:47}{cells}")
+        rows += _distribution_row("   " + label, latency[key])
+        if key == "hub_handle_ms":
+            for step, figures in latency.get("hub_steps_ms", {}).items():
+                rows += _distribution_row(f"     {step}", figures)
     return rows
+
+
+def _distribution_row(label: str, figures: Mapping[str, float]) -> list[str]:
+    if not figures.get("count"):
+        return []
+    return [f"{label:47}" + "".join(f"{figures[p]:8.1f}" for p in ("p50", "p95", "p99", "max"))]
 
 
 def _check_rows(result: Mapping[str, Any]) -> list[str]:

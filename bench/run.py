@@ -172,6 +172,7 @@ class HubLog:
     lines: Counter[str] = field(default_factory=Counter)  # message lines by MessageId
     names: set[str] = field(default_factory=set)  # the "hub" field of those lines
     batch_of: dict[str, int] = field(default_factory=dict)  # the size of the batch it was handled in, by MessageId
+    steps_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # its batch's steps (ms), by MessageId
 
     @classmethod
     def read(cls, spec: HubSpec, pid: int) -> HubLog:
@@ -185,6 +186,8 @@ class HubLog:
             if "hub" in event:
                 parsed.names.add(str(event["hub"]))
             parsed.batch_of[key] = max(1, int(event.get("batch") or 1))
+            if isinstance(event.get("steps_ms"), dict):
+                parsed.steps_ms[key] = {str(step): float(ms) for step, ms in event["steps_ms"].items()}
         return parsed
 
     def mean_batch(self, keys: Sequence[str]) -> float | None:
@@ -236,6 +239,12 @@ class HubRun:
     def handle_ms(self) -> dict[str, float]:
         """Each hub's own time for each message (``elapsed_ms`` of its log line), by MessageId."""
         return {key: ms for log in self.logs for key, ms in log.handle_ms.items()}
+
+    def steps_ms(self, keys: Sequence[str]) -> dict[str, dict[str, float]]:
+        """For each step of a batch (``steps_ms`` of the hubs' log lines), its distribution over ``keys``."""
+        steps = {key: found for log in self.logs for key, found in log.steps_ms.items()}
+        names = list(dict.fromkeys(step for key in keys if key in steps for step in steps[key]))
+        return {name: distribution(steps[k][name] for k in keys if name in steps.get(k, {})) for name in names}
 
 
 class Hubs:
@@ -434,6 +443,7 @@ def hub_figures(hub: HubRun, options: Options) -> dict[str, Any]:
         "acknowledgement_ms": latencies_ms(record.published, record.answered, hub.offered),
         "confirm_ms": latencies_ms(record.published, record.confirmed, hub.offered),
         "hub_handle_ms": distribution(handle_ms[k] for k in hub.offered if k in handle_ms),
+        "hub_steps_ms": hub.steps_ms(hub.offered),
         "send_lateness_ms": distribution(seconds * 1000 for seconds in hub.lateness),
         "cpu_ms_per_message": hub.offered_cpu,
     }

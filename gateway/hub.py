@@ -8,6 +8,7 @@ that it was accepted, and the inbound delivery is acknowledged by the caller onl
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +84,20 @@ class Outcome:
 
 
 @dataclass
+class Steps:
+    """How long each step of a batch took, in milliseconds, in the order they ran (each message's log line)."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+    _since: float = field(default_factory=time.perf_counter)
+
+    def done(self, step: str) -> None:
+        """``step`` ended now: it took the time since the previous one ended (or since the batch was taken)."""
+        now = time.perf_counter()
+        self.ms[step] = round((now - self._since) * 1000, 2)
+        self._since = now
+
+
+@dataclass
 class Recorded:
     """A batch whose outcomes are committed, and what is still to be sent for it."""
 
@@ -91,6 +106,7 @@ class Recorded:
     outcomes: dict[int, Outcome] = field(default_factory=dict)  # final already: dead letters, conflicts
     recorded: list[tuple[int, Verdict, LedgerEntry]] = field(default_factory=list)
     resent: list[int] = field(default_factory=list)
+    steps: Steps = field(default_factory=Steps)
 
 
 @dataclass
@@ -165,6 +181,7 @@ class Hub:
                 senders.append(index)
         openings = await self._opener.open_all([inbounds[i] for i in senders], done.now)
         opened: dict[int, Opened] = dict(zip(senders, openings, strict=True))
+        done.steps.done("open")
         try:
             async with self.ledger.writer_turn():  # waiting for another hub's commit, this one goes on sending
                 done.recorded, done.resent = self._record_all(inbounds, opened, done.now)
@@ -181,6 +198,7 @@ class Hub:
             done.resent = [index]
         routing = [e.sequence for _, v, e in done.recorded if v.accepted and e.recipient]
         self._routing.update(routing)  # from now on: the scheduler's deferred routing leaves them to ``send``
+        done.steps.done("record")
         # The commit did not wait for the disk: nothing of it leaves the hub before it is there, and meanwhile the
         # event loop reads the broker's confirms of the batches being sent. A resend may be answered from what
         # another hub committed a moment ago: that is synced too (SQLite: one log for every process).
@@ -189,6 +207,7 @@ class Hub:
         except BaseException:
             self._routing.difference_update(routing)  # taken again, they are resends of what was committed
             raise
+        done.steps.done("sync")
         return done
 
     async def send(self, done: Recorded) -> list[Outcome]:
@@ -208,9 +227,11 @@ class Hub:
         for _, verdict, _ in done.recorded:
             if verdict.receipt_for is not None and verdict.receipt_status:
                 self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
+        done.steps.done("deliver")
         await asyncio.gather(
             *(self._acknowledge(inbounds[i].user_id or "", e, inbounds[i].message_id) for i, _, e in done.recorded)
         )
+        done.steps.done("acknowledge")
         for index, verdict, entry in done.recorded:
             status = "DEFERRED" if entry.sequence in deferred else verdict.status
             outcomes[index] = Outcome(status, entry, verdict.reasons)

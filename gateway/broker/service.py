@@ -309,6 +309,7 @@ class HubService:
             log.info("ledger_available", after_seconds=round(time.monotonic() - unavailable_since, 1))
         # Committed: while it is being sent (the broker's confirms take a while), the next batch is recorded.
         await self._sending.acquire()
+        recorded.steps.done("wait")  # for one of the SENDS_IN_FLIGHT slots
         task = asyncio.create_task(self._send(hub, batch, recorded, started))
         self._sends.add(task)
         task.add_done_callback(self._sent)
@@ -336,6 +337,7 @@ class HubService:
             await self._settle([message for _, message in batch], requeue=True)
             return
         await self._settle([message for _, message in batch])
+        recorded.steps.done("settle")
         self.processed += len(batch)
         elapsed = _elapsed_ms(started)
         for (queue, message), outcome in zip(batch, outcomes, strict=True):
@@ -353,6 +355,7 @@ class HubService:
                 ledger_sequence=entry.sequence if entry else None,
                 reasons=[r.code for r in outcome.reasons] or None,
                 elapsed_ms=elapsed,
+                steps_ms=recorded.steps.ms,
                 batch=len(batch),
                 hub=hub.ledger.owner,
             )

@@ -18,6 +18,8 @@ from gateway.ledger.store import open_ledger
 from tests.support.faults import Exchange, HubProcess
 
 pytestmark = pytest.mark.reliability
+# A batch's steps, in the order they run: what each message's log line times.
+STEPS = ["open", "record", "sync", "wait", "deliver", "acknowledge", "settle"]
 
 
 def hubs(site: Site, folder: Path, ledger_url: str) -> tuple[HubProcess, HubProcess]:
@@ -97,6 +99,8 @@ async def test_two_hubs_on_postgres_share_the_work_and_do_nothing_twice(
     assert [e.sequence for e in entries] == list(range(1, len(entries) + 1)), "sequences unique and contiguous"
     assert len(entries) == figures.sent and all(e.routed_at is not None for e in entries)
     assert_in_ledger_order_per_sender_and_recipient(exchange.arrivals, entries)
+    steps = [json.loads(line)["steps_ms"] for hub in (first, second) for line in hub.said("message")]
+    assert steps and all(list(s) == STEPS for s in steps), "each message line says how long each step took"
 
 
 async def test_a_hub_that_dies_is_covered_by_the_other_until_it_returns(

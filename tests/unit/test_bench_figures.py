@@ -1,14 +1,17 @@
 """The bench's figures: row 4, the hub over the lower ceiling (each ceiling the mean of its runs before and after the
-hub), and the machine's busy time split between the processes measured, the others and what the hypervisor took."""
+hub), the machine's busy time split between the processes measured, the others and what the hypervisor took, and
+the hub's own steps for each message's batch, from its log."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from unittest.mock import Mock
 
 import pytest
 
 from bench._procfs import CLOCK_TICKS, CpuSample
-from bench.run import ratios
+from bench.run import HubLog, HubRun, HubSpec, ratios
 
 
 def result(hub: float, broker: tuple[float, float | None], crypto: tuple[float, float | None]) -> dict[str, Any]:
@@ -66,3 +69,17 @@ def test_time_the_hypervisor_took_is_counted_apart_from_other_programs() -> None
     assert use.steal_cores == pytest.approx(0.3)
     assert use.others_seconds == pytest.approx(1.0)  # 12 - 3 stolen - 6 - 2
     assert use.machine_busy_fraction == pytest.approx(0.6)
+
+
+def test_the_hubs_steps_are_summed_up_over_the_messages_asked_for(tmp_path: Path) -> None:
+    first = HubLog(HubSpec("bench-hub-1", "1/2", tmp_path / "hub-1.log"), pid=1)
+    second = HubLog(HubSpec("bench-hub-2", "2/2", tmp_path / "hub-2.log"), pid=2)
+    first.steps_ms = {"a": {"open": 2.0, "sync": 1.0}, "b": {"open": 4.0, "sync": 3.0}}
+    second.steps_ms = {"c": {"open": 6.0, "sync": 5.0}, "warm-up": {"open": 100.0, "sync": 100.0}}
+    run = HubRun(Mock(), ["warm-up"], [], ["a", "b", "c"], 1.0, [], {}, {}, [first, second])
+
+    steps = run.steps_ms(run.offered)
+
+    assert list(steps) == ["open", "sync"]
+    assert steps["open"]["count"] == 3 and steps["open"]["max"] == 6.0 and steps["open"]["p50"] == 4.0
+    assert steps["sync"]["mean"] == pytest.approx(3.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,3 +156,22 @@ async def test_a_batch_whose_commit_cannot_be_synced_sends_nothing_and_is_answer
     assert outbox.events[0] == "synced hub.sqlite-wal"
     assert sorted(outbox.delivered) == sorted(i.message_id or "" for i in batch)
     assert outbox.events[1:] == ["deliver", "acknowledge"] * 2
+
+
+async def test_a_batch_says_how_long_each_step_took_the_disks_sync_among_them(
+    pki: Pki, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.fdatasync
+
+    def slow_disk(descriptor: int) -> None:
+        time.sleep(0.05)
+        real(descriptor)
+
+    monkeypatch.setattr(db.os, "fdatasync", slow_disk)
+    done = await hub.record([inbound(signed("ExportAuthorization", pki.signers["DE"]))])
+    await hub.send(done)
+
+    steps = done.steps.ms
+    assert list(steps) == ["open", "record", "sync", "deliver", "acknowledge"]
+    assert steps["sync"] >= 50
+    assert all(ms >= 0 for ms in steps.values())

@@ -301,12 +301,9 @@ class Checkpointer:
         self._turns.close()
 
 
-def sync_file(path: Path, otherwise: Path) -> None:
-    """``fdatasync`` a file, or ``otherwise`` if it is gone (a log checkpointed whole and removed)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        descriptor = os.open(otherwise, os.O_RDONLY)
+def sync_file(path: Path) -> None:
+    """``fdatasync`` a file (SQLite keeps the write-ahead log while a connection is open)."""
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fdatasync(descriptor)
     finally:
@@ -399,7 +396,7 @@ class SqliteDatabase(Database):
             return
         self._unsynced = False  # a commit while the thread syncs sets it again: the next sync() takes it
         try:
-            await asyncio.to_thread(sync_file, Path(f"{self.path}-wal"), self.path)
+            await asyncio.to_thread(sync_file, Path(f"{self.path}-wal"))
         except OSError as error:
             self._unsynced = True
             raise LedgerUnavailable(f"the ledger's log cannot be synced to the disk: {error}") from error

@@ -1,14 +1,8 @@
-"""Acknowledging in runs: one ``multiple`` ack settles every delivery up to it, so it covers only handled ones, and
-it reaches the broker after every ack decided before it."""
+"""Acknowledging in runs: one ``multiple`` ack settles every delivery up to it, so it covers only handled ones."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-from unittest.mock import Mock
-
 from gateway.broker.acks import Outstanding
-from gateway.broker.service import HubService
 
 
 def outstanding(*tags: int) -> Outstanding:
@@ -55,60 +49,3 @@ def test_requeued_deliveries_are_forgotten() -> None:
     held = outstanding(1, 2, 3)
     held.forget([1])
     assert held.settle([2, 3]) == (3, [])
-
-
-class Channel:
-    """What reaches the broker on one channel, in order: (delivery tag, multiple)."""
-
-    def __init__(self) -> None:
-        self.written: list[tuple[int, bool]] = []
-
-
-@dataclass
-class Delivery:
-    """A delivery in hand; its acks reach the socket once ``room`` is set (the client's write queue is full until
-    then)."""
-
-    channel: Channel
-    delivery_tag: int
-    room: asyncio.Event
-
-    async def ack(self, multiple: bool = False) -> None:
-        await self.room.wait()
-        self.channel.written.append((self.delivery_tag, multiple))
-
-    async def nack(self, requeue: bool = True) -> None:
-        raise AssertionError("nothing is requeued here")
-
-
-def refused_by_the_broker(written: list[tuple[int, bool]], delivered: set[int]) -> list[int]:
-    """The broker's rule: an ack names an unsettled delivery (``multiple`` settles every one up to it too)."""
-    unsettled, unknown = set(delivered), []
-    for tag, multiple in written:
-        if tag not in unsettled:
-            unknown.append(tag)
-        unsettled -= {t for t in unsettled if t <= tag} if multiple else {tag}
-    return unknown
-
-
-async def test_a_multiple_ack_never_overtakes_an_earlier_batchs_single_acks_on_their_way_to_the_broker() -> None:
-    service = HubService(make_hub=Mock(), connection=Mock(), prefetch=64)
-    channel = Channel()
-    full, free = asyncio.Event(), asyncio.Event()
-    free.set()
-    held = service._outstanding.setdefault(channel, Outstanding())  # type: ignore[call-overload]
-    for tag in range(1, 6):
-        held.received(tag)
-    later_batch = [Delivery(channel, tag, full) for tag in (3, 4)]  # sent first, acked one by one: 1 still in hand
-    earlier_batch = [Delivery(channel, tag, free) for tag in (1, 2, 5)]  # then a run 1-5: one multiple ack
-
-    first = asyncio.create_task(service._settle(later_batch))  # type: ignore[arg-type]
-    await asyncio.sleep(0)
-    second = asyncio.create_task(service._settle(earlier_batch))  # type: ignore[arg-type]
-    for _ in range(5):
-        await asyncio.sleep(0)
-    full.set()
-    await asyncio.gather(first, second)
-
-    assert refused_by_the_broker(channel.written, {1, 2, 3, 4, 5}) == []
-    assert channel.written == [(3, False), (4, False), (5, True)]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from unittest.mock import Mock
 
 import pytest
 
 from bench._procfs import CLOCK_TICKS, CpuSample
+from bench._traffic import Record
 from bench.run import HubLog, HubRun, HubSpec, ratios
 
 
@@ -76,7 +76,7 @@ def test_the_hubs_steps_are_summed_up_over_the_messages_asked_for(tmp_path: Path
     second = HubLog(HubSpec("bench-hub-2", "2/2", tmp_path / "hub-2.log"), pid=2)
     first.steps_ms = {"a": {"open": 2.0, "sync": 1.0}, "b": {"open": 4.0, "sync": 3.0}}
     second.steps_ms = {"c": {"open": 6.0, "sync": 5.0}, "warm-up": {"open": 100.0, "sync": 100.0}}
-    run = HubRun(Mock(), ["warm-up"], [], ["a", "b", "c"], 1.0, [], {}, {}, [first, second])
+    run = HubRun(Record(read_status=bytes.decode), ["warm-up"], [], ["a", "b", "c"], 1.0, [], {}, {}, [first, second])
 
     steps = run.steps_ms(run.offered)
 

@@ -211,27 +211,44 @@ class Hub:
         return done
 
     async def send(self, done: Recorded) -> list[Outcome]:
-        """Publish what ``record`` committed: the documents together, then the acknowledgements, in ledger order;
+        """Publish what ``record`` committed: the documents, in ledger order, and the acknowledgements beside them;
         returns each message's outcome. Batches recorded one after another must be sent in the same order (their
-        documents are published in the order ``send`` is called)."""
+        documents are published in the order ``send`` is called).
+
+        The acknowledgements do not wait for the documents' confirms: the ledger holds each accepted document,
+        synced, and delivers what the broker did not confirm (on a resend, or at the next start), so ``ACCEPTED``
+        promises the delivery either way. The broker's two confirms then overlap instead of adding up. A document
+        a full queue refused is followed by a ``DELIVERY_DEFERRED`` notice, sent after both."""
         inbounds, now = done.inbounds, done.now
         outcomes = done.outcomes
         documents = [entry for _, verdict, entry in done.recorded if verdict.accepted and entry.recipient]
         held = any(e.recipient in self._backlogged for e in documents)  # what ``_route_all`` holds back
-        try:
-            deferred = {entry.sequence for entry in await self._route_all(documents)}
-        finally:
-            self._routing.difference_update(e.sequence for e in documents)
-            if held:  # out of ``_routing`` now: the next ``route_deferred`` sends them
-                self.held_back.set()
-        for _, verdict, _ in done.recorded:
-            if verdict.receipt_for is not None and verdict.receipt_status:
-                self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
-        done.steps.done("deliver")
-        await asyncio.gather(
-            *(self._acknowledge(inbounds[i].user_id or "", e, inbounds[i].message_id) for i, _, e in done.recorded)
-        )
-        done.steps.done("acknowledge")
+
+        async def deliver() -> set[int]:
+            try:
+                deferred = {entry.sequence for entry in await self._route_all(documents)}
+            finally:
+                self._routing.difference_update(e.sequence for e in documents)
+                if held:  # out of ``_routing`` now: the next ``route_deferred`` sends them
+                    self.held_back.set()
+            for _, verdict, _ in done.recorded:
+                if verdict.receipt_for is not None and verdict.receipt_status:
+                    self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
+            done.steps.done("deliver")
+            return deferred
+
+        async def acknowledge() -> None:
+            await asyncio.gather(
+                *(self._acknowledge(inbounds[i].user_id or "", e, inbounds[i].message_id) for i, _, e in done.recorded)
+            )
+
+        # Both run to their end before a failure is raised: what was published is marked, and nothing is left behind.
+        deferred, acknowledged = await asyncio.gather(deliver(), acknowledge(), return_exceptions=True)
+        for result in (deferred, acknowledged):
+            if isinstance(result, BaseException):
+                raise result
+        assert isinstance(deferred, set)
+        done.steps.done("acknowledge")  # what the acknowledgements took beyond the documents' confirms
         for index, verdict, entry in done.recorded:
             status = "DEFERRED" if entry.sequence in deferred else verdict.status
             outcomes[index] = Outcome(status, entry, verdict.reasons)

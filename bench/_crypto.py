@@ -6,6 +6,10 @@ No broker, no ledger, no rules, no revocation lookup: ``read_message`` (hardened
 
 ``measure_crypto_all_cores`` does the same work in a pool of worker processes, one per core by default, each
 with a trust store of its own that it warms before the clock starts: what the machine gives, not the hub.
+
+``measure_crypto_paced`` does it one message at a time on a clock, as a hub sees messages at a low rate, and
+compares the CPU time a message takes that way with back to back: what the machine charges for coming back to
+work after a pause, whatever the program.
 """
 
 from __future__ import annotations
@@ -122,6 +126,50 @@ class ParallelCrypto:
     @property
     def per_second(self) -> float:
         return self.messages / self.seconds
+
+
+@dataclass(frozen=True)
+class PacedCrypto:
+    """The three steps' CPU time a message (this thread's), back to back and one every ``interval_ms``."""
+
+    messages: int
+    interval_ms: float
+    back_to_back_ms: float
+    paced_ms: float
+
+    @property
+    def slowdown(self) -> float:
+        return self.paced_ms / self.back_to_back_ms
+
+
+def measure_crypto_paced(
+    messages: Sequence[Outgoing],
+    reading: ReadingPolicy,
+    anchors: tuple[x509.Certificate, ...],
+    hub: Signer,
+    interval: float,
+) -> PacedCrypto:
+    """The three steps over ``messages`` back to back, then again starting one every ``interval`` seconds (open
+    loop, like the bench's offered rate), sleeping in between; each time the CPU time this thread used."""
+    trust = TrustStore(anchors)
+    now = datetime.now(UTC)
+    _warm(trust, messages, reading, now)
+
+    def cpu_ms(pace: float) -> float:
+        used = 0.0
+        due = time.perf_counter()
+        for sequence, message in enumerate(messages, start=1):
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            due += pace
+            started = time.thread_time()
+            _handle(message, sequence, reading, trust, hub, now)
+            used += time.thread_time() - started
+        return used / len(messages) * 1000
+
+    back_to_back = cpu_ms(0.0)
+    return PacedCrypto(len(messages), interval * 1000, back_to_back, cpu_ms(interval))
 
 
 # One worker process's state, set by _start_worker before it takes any task.

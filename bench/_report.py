@@ -159,6 +159,17 @@ def _after_rows(result: Mapping[str, Any]) -> list[str]:
         f"  mean of both runs {ceilings['broker']:.0f}",
         f"{'2  crypto ceiling again, after the hub':47}{crypto['per_second']:9.0f}{crypto['ms_per_message']:9.2f}"
         f"  mean of both runs {ceilings['crypto']:.0f}",
+        *_paced_rows(result.get("crypto_paced")),
+    ]
+
+
+def _paced_rows(paced: Mapping[str, Any] | None) -> list[str]:
+    """2c: what the same crypto step costs a message when it comes one at a time at 3b's rate."""
+    if paced is None:
+        return []
+    return [
+        f"{'2c crypto, one every ' + format(paced['interval_ms'], '.1f') + ' ms (3b, a hub), CPU':47}{'':9}"
+        f"{paced['paced_ms']:9.2f}  back to back {paced['back_to_back_ms']:.2f}: x{paced['slowdown']:.2f}",
     ]
 
 

@@ -11,6 +11,8 @@ In a vhost of its own (``i2es-bench-<hex>``, deleted afterwards), with signed Ex
    multiple ack; 1b (informational) is the same relay taking one message at a time;
 2. crypto ceiling: the hub's read, verify and acknowledge steps alone, on one core, no broker; 2b
    (informational) is the same work in a pool of one process per CPU, each with its own warmed trust store;
+   2c (informational, after the hub) is the same work one message at a time at one hub's rate in 3b, in CPU
+   time a message against back to back: what coming back to work after a pause costs on this machine;
 3. the hub as ``i2es gateway run`` runs it, in ``--hubs`` child processes on the same home and vhost (hub k of
    N with ``I2ES_HUB_SHARD=k/N`` and ``I2ES_HUB_NAME=bench-hub-k``): (a) throughput at saturation, with the
    messages each hub handled (from its own log), (b) latency at half that rate, offered open loop (by the
@@ -50,7 +52,7 @@ from typing import Any
 
 from cryptography import x509
 
-from bench._crypto import measure_crypto, measure_crypto_all_cores
+from bench._crypto import measure_crypto, measure_crypto_all_cores, measure_crypto_paced
 from bench._messages import ExportAuthorizations, Outgoing, pairings, sign_many
 from bench._process import ServiceProcess, hub_process, relay_process
 from bench._procfs import CpuSample, filesystem_of
@@ -388,6 +390,10 @@ def ledger_facts(site: Site) -> dict[str, Any]:
     return {"ledger": "sqlite", "ledger_filesystem": filesystem_of(site.settings.ledger_path.parent)}
 
 
+# How long 2c offers messages at 3b's rate.
+PACED_SECONDS = 3.0
+
+
 def crypto_ceiling(
     site: Site, batch: Sequence[Outgoing], reading: ReadingPolicy, broker_pid: int | None
 ) -> dict[str, Any]:
@@ -404,6 +410,15 @@ def crypto_ceiling(
         "sign_ms": crypto.ms(crypto.sign_seconds),
         "cpu_ms_per_message": cpu_per_message(CpuSample.take(crypto_pids).since(before), len(batch)),
     }
+
+
+def crypto_paced(site: Site, batch: Sequence[Outgoing], reading: ReadingPolicy, rate: float) -> dict[str, Any]:
+    """2c: the crypto step at one hub's offered rate in 3b, against back to back, in CPU time a message."""
+    interval = 1 / rate
+    count = min(len(batch), max(50, round(PACED_SECONDS / interval)))
+    say(f"2c crypto, one message every {interval * 1000:.1f} ms (a hub's rate in 3b), {count} messages")
+    paced = measure_crypto_paced(batch[:count], reading, site.anchors(), site.home.hub_signer(), interval)
+    return {**asdict(paced), "slowdown": paced.slowdown}
 
 
 def crypto_figures(
@@ -496,6 +511,7 @@ def measure(site: Site, options: Options) -> dict[str, Any]:
     hub = asyncio.run(hub_phases(site, batch, warmup, factory, options, broker["os_pid"]))
     say("2  crypto ceiling again, after the hub")
     crypto_after = crypto_ceiling(site, batch, reading, broker["os_pid"])
+    paced = crypto_paced(site, batch, reading, hub.rate / options.hubs)
     say(f"1  broker ceiling again, after the hub: bare relay, batches of up to {relay_batch}")
     relay_after = asyncio.run(relay_ceiling(site, batch, options, broker["os_pid"], relay_batch))
     say("checking that nothing arrived or was handled twice, and every acknowledgement's signature")
@@ -521,6 +537,7 @@ def measure(site: Site, options: Options) -> dict[str, Any]:
         **crypto,
         "broker_ceiling_after": relay_after,
         "crypto_ceiling_after": crypto_after,
+        "crypto_paced": paced,
         **hub_figures(hub, options),
         "duplicates": once,
         "acknowledgements": answers,

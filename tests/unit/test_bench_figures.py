@@ -1,17 +1,24 @@
 """The bench's figures: row 4, the hub over the lower ceiling (each ceiling the mean of its runs before and after the
 hub), the machine's busy time split between the processes measured, the others and what the hypervisor took, and
-the hub's own steps for each message's batch, from its log."""
+the hub's own steps for each message's batch, from its log, and the crypto step paced at the offered rate."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench._crypto import measure_crypto_paced
+from bench._messages import Outgoing
 from bench._procfs import CLOCK_TICKS, CpuSample
+from bench._report import _paced_rows
 from bench._traffic import Record
 from bench.run import HubLog, HubRun, HubSpec, ratios
+from gateway.reading import ReadingPolicy
+from gateway.settings import PROJECT_ROOT
+from tests.support.pki import Pki, signed
 
 
 def result(hub: float, broker: tuple[float, float | None], crypto: tuple[float, float | None]) -> dict[str, Any]:
@@ -83,3 +90,30 @@ def test_the_hubs_steps_are_summed_up_over_the_messages_asked_for(tmp_path: Path
     assert list(steps) == ["open", "sync"]
     assert steps["open"]["count"] == 3 and steps["open"]["max"] == 6.0 and steps["open"]["p50"] == 4.0
     assert steps["sync"]["mean"] == pytest.approx(3.0)
+
+
+def test_the_paced_crypto_step_reports_its_cpu_time_against_back_to_back() -> None:
+    paced = {"messages": 50, "interval_ms": 11.76, "back_to_back_ms": 1.8, "paced_ms": 3.15, "slowdown": 1.75}
+
+    (row,) = _paced_rows(paced)
+
+    assert row.startswith("2c crypto, one every 11.8 ms (3b, a hub), CPU")
+    assert row.endswith("3.15  back to back 1.80: x1.75")
+    assert _paced_rows(None) == []  # a result from before the row existed
+
+
+def test_the_paced_crypto_step_keeps_to_its_clock(pki: Pki) -> None:
+    signer = pki.signers["DE"]
+    messages = [
+        Outgoing(str(i), "DE", "CH", "ExportAuthorization", signed("ExportAuthorization", signer)) for i in range(5)
+    ]
+    reading = ReadingPolicy.load(PROJECT_ROOT / "schemas", 1024 * 1024)
+
+    started = time.perf_counter()
+    paced = measure_crypto_paced(messages, reading, pki.anchors, pki.signers["HUB"], interval=0.02)
+    elapsed = time.perf_counter() - started
+
+    assert paced.messages == 5 and paced.interval_ms == 20
+    assert elapsed >= 4 * 0.02  # the last message starts 80 ms after the first of the paced run
+    assert paced.back_to_back_ms > 0 and paced.paced_ms > 0
+    assert paced.slowdown == paced.paced_ms / paced.back_to_back_ms

@@ -38,6 +38,11 @@ log = structlog.get_logger("i2es.hub")
 RETRY_PAUSE = 1.0
 # Batches recorded and being sent at once: the next is checked and committed while the broker confirms these.
 SENDS_IN_FLIGHT = 4
+# Turns of the event loop given to a batch's publishes once it is sent, before the next batch is checked: enough
+# for its documents and acknowledgements to be written, up to a bound (the rest go on between the next batch's
+# messages).
+PUBLISH_TURNS_PER_MESSAGE = 4
+PUBLISH_TURNS_MAX = 64
 ONE_HUB = Shard()
 # With more than this waiting in hand, a message is opened by a worker process as it arrives: the queue is long
 # enough for the workers to run beside the hub. With less, the hub opens it in its batch, sooner than another
@@ -313,6 +318,11 @@ class HubService:
         task = asyncio.create_task(self._send(hub, batch, recorded, started))
         self._sends.add(task)
         task.add_done_callback(self._sent)
+        # Let the batch's publishes reach the socket before the next batch's checks take the event loop for
+        # milliseconds: each publish is a few tasks deep, and is written, then drained, before the next one on the
+        # channel. Without these turns a document could wait for the whole of the next batch's checks.
+        for _ in range(min(PUBLISH_TURNS_MAX, PUBLISH_TURNS_PER_MESSAGE * (len(batch) + 1))):
+            await asyncio.sleep(0)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)

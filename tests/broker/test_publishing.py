@@ -49,7 +49,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 CHECKS_SECONDS = 0.5  # how long the second message's checks hold the hub's event loop
-SYNC_SECONDS = 0.15  # the ledger's sync, slowed: the second message arrives while the first is being synced
+SYNC_SECONDS = 0.3  # the ledger's sync, slowed: the second message arrives while the first is being synced
 
 
 @pytest.fixture
@@ -100,7 +100,8 @@ async def test_a_document_reaches_the_broker_while_the_next_message_is_still_bei
         channel = await connection.channel(publisher_confirms=True)
         inbound = await channel.get_exchange("i2es.inbound", ensure=False)
         await _publish(inbound, first)
-        await asyncio.sleep(SYNC_SECONDS / 3)  # the first is taken alone; the second comes while it is synced
+        while "first" not in checked:  # taken alone; the second comes while the first is being synced
+            await asyncio.sleep(0.001)
         await _publish(inbound, second)
         wanted = {header_of(first).message_id, header_of(second).message_id}
         arrivals = await asyncio.wait_for(asyncio.to_thread(_arrivals, observer, wanted), timeout=30)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gateway.hub import Hub
 from gateway.ledger.model import LedgerEntry
 from gateway.ledger.store import SqliteLedger
 from gateway.pipeline import Checks, Inbound
 from gateway.registry import Registry
-from tests.support.pki import Pki
+from tests.support.pki import Pki, header_of
+
+NOW = datetime.now(UTC)  # the clock of the kept hubs and of what their tests write to the ledger
 
 
 @dataclass
@@ -50,3 +52,9 @@ def kept_hub(pki: Pki, checks: Checks, now: datetime, outbox: KeptOutbox | None 
         trade=checks.history.trade,
         certificates=checks.directory,
     )
+
+
+def from_de(data: bytes) -> Inbound:
+    """``data`` as the hub takes it from DE's inbound queue, with the contract's properties."""
+    header = header_of(data)
+    return Inbound(data, "DE", header.message_id, header.type, "application/xml", 2)

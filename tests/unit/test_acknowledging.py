@@ -4,24 +4,15 @@ committed and synced, and the ledger delivers what the broker did not confirm. R
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from gateway.hub import DeliveryRefused, Hub
 from gateway.ledger.model import LedgerEntry
-from gateway.pipeline import Checks, Inbound
-from gateway.reading import ReadingPolicy
-from gateway.settings import PROJECT_ROOT
-from tests.support.checks import checks_in
-from tests.support.kept import KeptOutbox, kept_hub
-from tests.support.pki import Pki, header_of, signed
-
-NOW = datetime.now(UTC)
-READING = ReadingPolicy.load(PROJECT_ROOT / "schemas", 1024 * 1024)
+from gateway.pipeline import Checks
+from tests.support.kept import NOW, KeptOutbox, from_de, kept_hub
+from tests.support.pki import Pki, signed
 
 
 @dataclass
@@ -49,29 +40,19 @@ class SlowBroker(KeptOutbox):
 
 
 @pytest.fixture
-def checks(pki: Pki, tmp_path: Path) -> Iterator[Checks]:
-    with checks_in(tmp_path, pki, READING, ("CH", "DE"), NOW) as checks:
-        yield checks
-
-
-@pytest.fixture
 def broker() -> SlowBroker:
     return SlowBroker()
 
 
 @pytest.fixture
-def hub(pki: Pki, checks: Checks, broker: SlowBroker) -> Hub:
-    return kept_hub(pki, checks, NOW, broker)
-
-
-def inbound(data: bytes) -> Inbound:
-    return Inbound(data, "DE", header_of(data).message_id, "ExportAuthorization", "application/xml", 2)
+def hub(pki: Pki, kept_checks: Checks, broker: SlowBroker) -> Hub:
+    return kept_hub(pki, kept_checks, NOW, broker)
 
 
 async def test_the_acknowledgement_is_published_while_the_document_waits_for_its_confirm(
     pki: Pki, hub: Hub, broker: SlowBroker
 ) -> None:
-    message = inbound(signed("ExportAuthorization", pki.signers["DE"]))
+    message = from_de(signed("ExportAuthorization", pki.signers["DE"]))
 
     (outcome,) = await asyncio.wait_for(hub.handle_batch([message]), timeout=5)
 
@@ -82,7 +63,7 @@ async def test_the_acknowledgement_is_published_while_the_document_waits_for_its
 async def test_a_document_the_broker_fails_after_its_acknowledgement_stays_in_the_ledger_and_goes_on_the_resend(
     pki: Pki, hub: Hub, broker: SlowBroker
 ) -> None:
-    message = inbound(signed("ExportAuthorization", pki.signers["DE"]))
+    message = from_de(signed("ExportAuthorization", pki.signers["DE"]))
     broker.failing = ConnectionError("the channel closed")
 
     with pytest.raises(ConnectionError):
@@ -102,7 +83,7 @@ async def test_a_document_the_broker_fails_after_its_acknowledgement_stays_in_th
 async def test_a_document_a_full_queue_refuses_is_accepted_and_its_sender_is_told_after_the_acknowledgement(
     pki: Pki, hub: Hub, broker: SlowBroker
 ) -> None:
-    message = inbound(signed("ExportAuthorization", pki.signers["DE"]))
+    message = from_de(signed("ExportAuthorization", pki.signers["DE"]))
     broker.failing = DeliveryRefused("CH", "i2es.deliver.CH is full")
 
     (outcome,) = await asyncio.wait_for(hub.handle_batch([message]), timeout=5)

@@ -5,8 +5,7 @@ with one query (real SQLite, no broker)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,31 +15,14 @@ import pytest
 from gateway.hub import Hub, Outcome
 from gateway.ledger.model import NewEntry
 from gateway.ledger.store import SqliteLedger
-from gateway.pipeline import Checks, Inbound
-from gateway.reading import ReadingPolicy
-from gateway.settings import PROJECT_ROOT
-from tests.support.checks import checks_in
-from tests.support.kept import KeptOutbox, kept_hub
+from gateway.pipeline import Checks
+from tests.support.kept import NOW, KeptOutbox, from_de, kept_hub
 from tests.support.pki import Pki, header_of, signed
 
-NOW = datetime.now(UTC)
-READING = ReadingPolicy.load(PROJECT_ROOT / "schemas", 1024 * 1024)
-
 
 @pytest.fixture
-def checks(pki: Pki, tmp_path: Path) -> Iterator[Checks]:
-    with checks_in(tmp_path, pki, READING, ("CH", "DE"), NOW) as checks:
-        yield checks
-
-
-@pytest.fixture
-def hub(pki: Pki, checks: Checks) -> Hub:
-    return kept_hub(pki, checks, NOW)
-
-
-def inbound(data: bytes) -> Inbound:
-    header = header_of(data)
-    return Inbound(data, "DE", header.message_id, header.type, "application/xml", 2)
+def hub(pki: Pki, kept_checks: Checks) -> Hub:
+    return kept_hub(pki, kept_checks, NOW)
 
 
 def statuses(outcomes: list[Outcome]) -> list[str]:
@@ -52,7 +34,7 @@ async def test_a_message_id_accepted_earlier_in_the_same_batch_is_a_duplicate(pk
     other = signed("ExportAuthorization", pki.signers["DE"], message_id=header_of(first).message_id)
     later = signed("ExportAuthorization", pki.signers["DE"])
 
-    outcomes = await hub.handle_batch([inbound(first), inbound(other), inbound(later)])
+    outcomes = await hub.handle_batch([from_de(first), from_de(other), from_de(later)])
 
     assert statuses(outcomes) == ["ACCEPTED", "REJECTED DUPLICATE_MESSAGE_ID", "ACCEPTED"]
 
@@ -60,7 +42,7 @@ async def test_a_message_id_accepted_earlier_in_the_same_batch_is_a_duplicate(pk
 async def test_the_same_message_twice_in_a_batch_is_recorded_once_and_answered_twice(pki: Pki, hub: Hub) -> None:
     message = signed("ExportAuthorization", pki.signers["DE"])
 
-    outcomes = await hub.handle_batch([inbound(message), inbound(message)])
+    outcomes = await hub.handle_batch([from_de(message), from_de(message)])
 
     assert statuses(outcomes) == ["ACCEPTED", "RESENT"]
     assert outcomes[0].entry is not None and outcomes[1].entry is not None
@@ -73,10 +55,10 @@ async def test_the_same_message_twice_in_a_batch_is_recorded_once_and_answered_t
 async def test_what_an_earlier_batch_accepted_is_a_duplicate_or_a_resend_in_a_later_one(pki: Pki, hub: Hub) -> None:
     message = signed("ExportAuthorization", pki.signers["DE"])
     other = signed("ExportAuthorization", pki.signers["DE"], message_id=header_of(message).message_id)
-    await hub.handle_batch([inbound(message)])
+    await hub.handle_batch([from_de(message)])
 
-    outcomes = await hub.handle_batch([inbound(signed("ExportAuthorization", pki.signers["DE"])), inbound(other)])
-    again = await hub.handle_batch([inbound(message)])
+    outcomes = await hub.handle_batch([from_de(signed("ExportAuthorization", pki.signers["DE"])), from_de(other)])
+    again = await hub.handle_batch([from_de(message)])
 
     assert statuses(outcomes) == ["ACCEPTED", "REJECTED DUPLICATE_MESSAGE_ID"]
     assert statuses(again) == ["RESENT"]

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,11 @@ from gateway.hub import Hub
 from gateway.ledger import db
 from gateway.ledger.model import LedgerUnavailable, NewEntry
 from gateway.ledger.store import SqliteLedger
-from gateway.pipeline import Checks, Inbound
-from gateway.reading import ReadingPolicy
-from gateway.settings import PROJECT_ROOT
-from tests.support.checks import checks_in
-from tests.support.kept import KeptOutbox, kept_hub
-from tests.support.pki import Pki, header_of, signed
+from gateway.pipeline import Checks
+from tests.support.kept import NOW, KeptOutbox, from_de, kept_hub
+from tests.support.pki import Pki, signed
 
-NOW = datetime.now(UTC)
-READING = ReadingPolicy.load(PROJECT_ROOT / "schemas", 1024 * 1024)
 FULL, NORMAL = 2, 1  # PRAGMA synchronous
-
-
-@pytest.fixture
-def checks(pki: Pki, tmp_path: Path) -> Iterator[Checks]:
-    with checks_in(tmp_path, pki, READING, ("CH", "DE"), NOW) as checks:
-        yield checks
 
 
 @pytest.fixture
@@ -41,8 +29,8 @@ def outbox() -> KeptOutbox:
 
 
 @pytest.fixture
-def hub(pki: Pki, checks: Checks, outbox: KeptOutbox) -> Hub:
-    return kept_hub(pki, checks, NOW, outbox)
+def hub(pki: Pki, kept_checks: Checks, outbox: KeptOutbox) -> Hub:
+    return kept_hub(pki, kept_checks, NOW, outbox)
 
 
 @pytest.fixture
@@ -61,11 +49,6 @@ def synced(monkeypatch: pytest.MonkeyPatch, outbox: KeptOutbox) -> list[str]:
     return names
 
 
-def inbound(data: bytes) -> Inbound:
-    header = header_of(data)
-    return Inbound(data, "DE", header.message_id, header.type, "application/xml", 2)
-
-
 def entry(message_id: str) -> NewEntry:
     return NewEntry(
         message_id, "DE", "DE", "CH", "ExportAuthorization", None, None, f"d-{message_id}", b"<m/>", "ACCEPTED",
@@ -80,7 +63,7 @@ def no_ack(sequence: int) -> tuple[str, bytes]:
 async def test_a_batch_is_synced_to_the_disk_before_its_deliveries_and_acknowledgements_go_out(
     pki: Pki, hub: Hub, outbox: KeptOutbox, synced: list[str]
 ) -> None:
-    batch = [inbound(signed("ExportAuthorization", pki.signers["DE"])) for _ in range(3)]
+    batch = [from_de(signed("ExportAuthorization", pki.signers["DE"])) for _ in range(3)]
 
     outcomes = await hub.handle_batch(batch)
 
@@ -138,7 +121,7 @@ def test_a_sync_that_fails_is_a_ledger_unavailable_and_the_next_one_syncs(
 async def test_a_batch_whose_commit_cannot_be_synced_sends_nothing_and_is_answered_as_a_resend_when_taken_again(
     pki: Pki, hub: Hub, outbox: KeptOutbox, synced: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batch = [inbound(signed("ExportAuthorization", pki.signers["DE"])) for _ in range(2)]
+    batch = [from_de(signed("ExportAuthorization", pki.signers["DE"])) for _ in range(2)]
     working = db.os.fdatasync
 
     def failing(descriptor: int) -> None:
@@ -168,7 +151,7 @@ async def test_a_batch_says_how_long_each_step_took_the_disks_sync_among_them(
         real(descriptor)
 
     monkeypatch.setattr(db.os, "fdatasync", slow_disk)
-    done = await hub.record([inbound(signed("ExportAuthorization", pki.signers["DE"]))])
+    done = await hub.record([from_de(signed("ExportAuthorization", pki.signers["DE"]))])
     await hub.send(done)
 
     steps = done.steps.ms

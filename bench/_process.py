@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from bench._cores import command_on
 from bench._site import BenchError
 from gateway.settings import PROJECT_ROOT
 
@@ -62,11 +63,13 @@ def service(
     ready_marker: str,
     env: Mapping[str, str] | None = None,
     stdin_line: str | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[ServiceProcess]:
-    """Run ``python -m <module_args>`` until the block ends; ``stdin_line`` is written to its input (a secret)."""
+    """Run ``python -m <module_args>`` until the block ends; ``stdin_line`` is written to its input (a secret);
+    ``cpus``, if given, are the only CPUs it runs on."""
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", *module_args],
+            command_on(cpus, [sys.executable, "-m", *module_args]),
             cwd=PROJECT_ROOT,
             env=dict(env) if env is not None else None,
             stdin=subprocess.PIPE if stdin_line is not None else subprocess.DEVNULL,
@@ -84,9 +87,12 @@ def service(
         running.stop()
 
 
-def hub_process(environment: Mapping[str, str], log: Path, name: str = "hub") -> AbstractContextManager[ServiceProcess]:
-    """`i2es gateway run`, as an operator starts it; ``name`` is how the bench's messages call it."""
-    return service(name, ["gateway.cli", "gateway", "run"], log, '"hub_started"', environment)
+def hub_process(
+    environment: Mapping[str, str], log: Path, name: str = "hub", cpus: frozenset[int] | None = None
+) -> AbstractContextManager[ServiceProcess]:
+    """`i2es gateway run`, as an operator starts it, on ``cpus`` if given; ``name`` is how the bench's messages
+    call it."""
+    return service(name, ["gateway.cli", "gateway", "run"], log, '"hub_started"', environment, cpus=cpus)
 
 
 def relay_process(

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench._cores import cpu_list
 from bench._procfs import CpuUse
 from bench._traffic import Record
 
@@ -97,6 +98,14 @@ def _ledger(machine: Mapping[str, Any]) -> str:
     return f"ledger in SQLite on {machine.get('ledger_filesystem', 'unknown')}"
 
 
+def _cores(cores: Mapping[str, Any] | None) -> str:
+    if not cores:
+        return "in 3a and 3b the hubs, the broker and the bench share every CPU"
+    hubs = ", ".join(f"hub {k} on CPU {cpu}" for k, cpu in enumerate(cores["hubs"], start=1))
+    rest = cpu_list(cores["rest"])
+    return f"in 3a and 3b {hubs}, of its own; the broker and the bench on CPU {rest} (--no-pin: all share)"
+
+
 def _header(result: Mapping[str, Any]) -> list[str]:
     options, machine, hubs = result["options"], result["machine"], result["hubs"]
     shards = ", ".join(f"{h['name']} {h['shard']}" for h in hubs["per_hub"])
@@ -107,6 +116,7 @@ def _header(result: Mapping[str, Any]) -> list[str]:
         f"{options['senders']} senders ({' '.join(result['senders'])}) -> {options['receivers']} receivers "
         f"({' '.join(result['receivers'])}), at most {options['window']} in flight",
         f"{hubs['count']} hub process{'es' if hubs['count'] > 1 else ''} (I2ES_HUB_SHARD: {shards})",
+        _cores(hubs.get("cores")),
         "receivers acknowledge each delivery without sending a receipt: the document path only",
     ]
 

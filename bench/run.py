@@ -52,6 +52,7 @@ from typing import Any
 
 from cryptography import x509
 
+from bench._cores import CorePlan, available_cpus, pinned, plan_cores
 from bench._crypto import measure_crypto, measure_crypto_all_cores, measure_crypto_paced
 from bench._messages import ExportAuthorizations, Outgoing, pairings, sign_many
 from bench._process import ServiceProcess, hub_process, relay_process
@@ -91,6 +92,11 @@ class Options:
     quick: bool
     hubs: int = 1
     ledger: str = "sqlite"
+    pin: bool = True
+
+    def core_plan(self) -> CorePlan | None:
+        """Where the hubs run in phase 3: a CPU of their own each if asked and the machine can spare them."""
+        return plan_cores(available_cpus(), self.hubs) if self.pin else None
 
 
 def pids(service: str, pid: int, broker: int | None) -> dict[str, int]:
@@ -236,6 +242,7 @@ class HubRun:
     saturation_cpu: dict[str, float]
     offered_cpu: dict[str, float]
     logs: list[HubLog]
+    cores: CorePlan | None = None
 
     @property
     def handle_ms(self) -> dict[str, float]:
@@ -278,13 +285,19 @@ class Hubs:
 
 
 @contextlib.contextmanager
-def running_hubs(site: Site, count: int, broker: int | None) -> Iterator[Hubs]:
-    """Start ``count`` hubs one after the other (each ready before the next starts); stop them all afterwards."""
+def running_hubs(site: Site, count: int, broker: int | None, cores: CorePlan | None = None) -> Iterator[Hubs]:
+    """Start ``count`` hubs one after the other (each ready before the next starts), each on its CPU of ``cores``
+    if given, with the broker's threads and this process's on the others meanwhile; stop them all afterwards and
+    give the broker and this process their CPUs back."""
     specs = HubSpec.all(site, count)
+    own = [frozenset({cpu}) for cpu in cores.hubs] if cores is not None else [None] * count
+    others = [os.getpid(), *([broker] if broker is not None else [])]
     with contextlib.ExitStack() as stack:
         processes = [
-            stack.enter_context(hub_process(spec.environment(site), spec.log, name=spec.name)) for spec in specs
+            stack.enter_context(hub_process(spec.environment(site), spec.log, name=spec.name, cpus=cpus))
+            for spec, cpus in zip(specs, own, strict=True)
         ]
+        stack.enter_context(pinned(others, cores.rest if cores is not None else None))
         yield Hubs(specs, processes, broker)
 
 
@@ -297,7 +310,8 @@ async def hub_phases(
     broker_pid: int | None,
 ) -> HubRun:
     record = Record(read_status=acknowledgement_status)
-    with running_hubs(site, options.hubs, broker_pid) as hubs:
+    cores = options.core_plan()
+    with running_hubs(site, options.hubs, broker_pid, cores) as hubs:
         senders, receivers = hub_routes(site)
         traffic = await Traffic.open(senders, receivers, record)
         try:
@@ -331,6 +345,7 @@ async def hub_phases(
         saturation_cpu=saturation_cpu,
         offered_cpu=offered_cpu,
         logs=[HubLog.read(spec, process.pid) for spec, process in zip(hubs.specs, hubs.processes, strict=True)],
+        cores=cores,
     )
 
 
@@ -462,7 +477,11 @@ def hub_figures(hub: HubRun, options: Options) -> dict[str, Any]:
         "send_lateness_ms": distribution(seconds * 1000 for seconds in hub.lateness),
         "cpu_ms_per_message": hub.offered_cpu,
     }
-    hubs = {"count": len(hub.logs), "per_hub": [log.summary(phases) for log in hub.logs]}
+    hubs = {
+        "count": len(hub.logs),
+        "per_hub": [log.summary(phases) for log in hub.logs],
+        "cores": hub.cores.as_json() if hub.cores is not None else None,
+    }
     return {"hubs": hubs, "hub_saturation": saturation, "hub_latency": latency}
 
 
@@ -575,12 +594,19 @@ def options_from(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--hubs", type=int, default=1, help="hub processes sharing the queues (default 1)")
     parser.add_argument("--ledger", choices=LEDGERS, default="sqlite", help="where the hubs keep the ledger")
     parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the hubs share every CPU with the broker and the bench (default: each hub on a CPU of its own "
+        "while one is left for the rest)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="200 messages and 3 s of open loop: checks that the bench works"
     )
     args = parser.parse_args(argv)
     if args.hubs < 1:
         parser.error("--hubs takes a number of 1 or more")
-    shared = {"hubs": args.hubs, "ledger": args.ledger}
+    shared = {"hubs": args.hubs, "ledger": args.ledger, "pin": args.pin}
     if args.quick:
         return Options(200, 3.0, args.senders, args.receivers, 64, 10, 60.0, quick=True, **shared)
     return Options(

@@ -219,7 +219,7 @@ class Hub:
         synced, and delivers what the broker did not confirm (on a resend, or at the next start), so ``ACCEPTED``
         promises the delivery either way. The broker's two confirms then overlap instead of adding up. A document
         a full queue refused is followed by a ``DELIVERY_DEFERRED`` notice, sent after both."""
-        inbounds, now = done.inbounds, done.now
+        inbounds = done.inbounds
         outcomes = done.outcomes
         documents = [entry for _, verdict, entry in done.recorded if verdict.accepted and entry.recipient]
         held = any(e.recipient in self._backlogged for e in documents)  # what ``_route_all`` holds back
@@ -231,9 +231,6 @@ class Hub:
                 self._routing.difference_update(e.sequence for e in documents)
                 if held:  # out of ``_routing`` now: the next ``route_deferred`` sends them
                     self.held_back.set()
-            for _, verdict, _ in done.recorded:
-                if verdict.receipt_for is not None and verdict.receipt_status:
-                    self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
             done.steps.done("deliver")
             return deferred
 
@@ -294,7 +291,11 @@ class Hub:
                 except Exception as error:  # the hub's own fault: record it and say so, the sender may resend
                     log.exception("examine_failed")
                     verdict = Verdict(accepted=False, header=found.claimed, reasons=(internal_error(error),))
-                recorded.append((index, verdict, self._record(inbound, verdict, now)))
+                entry = self._record(inbound, verdict, now)
+                if verdict.receipt_for is not None and verdict.receipt_status:
+                    # With the receipt, in its transaction: its acknowledgement promises both are on file.
+                    self.ledger.record_delivery_status(verdict.receipt_for.sequence, verdict.receipt_status, now)
+                recorded.append((index, verdict, entry))
         return recorded, resent
 
     async def _acknowledge(self, user: str, entry: LedgerEntry, correlation_id: str | None) -> None:

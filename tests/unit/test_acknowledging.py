@@ -10,9 +10,10 @@ import pytest
 
 from gateway.hub import DeliveryRefused, Hub
 from gateway.ledger.model import LedgerEntry
-from gateway.pipeline import Checks
+from gateway.ledger.store import SqliteLedger
+from gateway.pipeline import Checks, Inbound
 from tests.support.kept import NOW, KeptOutbox, from_de, kept_hub
-from tests.support.pki import Pki, signed
+from tests.support.pki import Pki, header_of, signed
 
 
 @dataclass
@@ -92,3 +93,39 @@ async def test_a_document_a_full_queue_refuses_is_accepted_and_its_sender_is_tol
     assert broker.events == ["deliver published", "acknowledge", "notice"]
     assert broker.notices == ["DE"]
     assert hub.ledger.entries()[0].routed_at is None  # kept: sent in ledger order once there is room
+
+
+@dataclass
+class StatusWatch(SlowBroker):
+    """Notes, as each acknowledgement is published, what the ledger says of one document's delivery."""
+
+    ledger: SqliteLedger | None = None
+    document: int | None = None
+    seen: list[str | None] = field(default_factory=list)
+
+    async def acknowledge(self, participant: str, entry: LedgerEntry, correlation_id: str | None) -> None:
+        if self.ledger is not None and self.document is not None:
+            document = self.ledger.get(self.document)
+            self.seen.append(document.delivery_status if document else None)
+        await super().acknowledge(participant, entry, correlation_id)
+
+
+async def test_a_receipts_status_is_on_the_document_when_the_receipt_is_acknowledged(
+    pki: Pki, kept_checks: Checks
+) -> None:
+    broker = StatusWatch()
+    hub = kept_hub(pki, kept_checks, NOW, broker)
+    await asyncio.wait_for(hub.handle_batch([from_de(signed("ExportAuthorization", pki.signers["DE"]))]), timeout=5)
+    (document,) = hub.ledger.entries()
+    assert document.routed_at is not None and document.delivery_status is None
+    data = signed("Receipt", pki.signers["CH"], ref_to_message_id=document.message_id)
+    receipt = Inbound(data, "CH", header_of(data).message_id, "Receipt", "application/xml", 2)
+    assert isinstance(kept_checks.history, SqliteLedger)
+    broker.ledger, broker.document = kept_checks.history, document.sequence
+    broker.acknowledged_one.clear()  # the receipt's routing to DE now waits for its acknowledgement
+
+    (outcome,) = await asyncio.wait_for(hub.handle_batch([receipt]), timeout=5)
+
+    assert outcome.status == "ACCEPTED"
+    assert broker.events[-3:] == ["deliver published", "acknowledge", "deliver"]
+    assert broker.seen == ["RECEIVED"]  # recorded with the receipt, not once the receipt reached DE

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,12 +82,21 @@ def thread_ids(pid: int) -> list[int]:
 
 
 def pin_threads(pid: int, cpus: frozenset[int]) -> dict[int, frozenset[int]]:
-    """Put every thread of ``pid`` on ``cpus``; returns each thread's CPUs before, to put them back."""
+    """Put every thread of ``pid`` on ``cpus``; returns each thread's CPUs before, to put them back. A process
+    of another user (a broker run as a system service) cannot be moved: it is left where it is, and said so."""
     before: dict[int, frozenset[int]] = {}
     for tid in thread_ids(pid):
-        with contextlib.suppress(ProcessLookupError):
-            before[tid] = frozenset(os.sched_getaffinity(tid))
+        try:
+            cpus_before = frozenset(os.sched_getaffinity(tid))
             os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:
+            continue  # the thread ended meanwhile
+        except PermissionError:
+            print(
+                f"process {pid} cannot be moved to CPU {cpu_list(cpus)}: not ours; it keeps its CPUs", file=sys.stderr
+            )
+            break
+        before[tid] = cpus_before
     return before
 
 

@@ -114,3 +114,19 @@ def test_no_plan_moves_nothing(threaded_child: int) -> None:
 
     with pinned([threaded_child], None):
         assert {tid: allowed(tid) for tid in thread_ids(threaded_child)} == before
+
+
+def test_a_process_that_is_not_ours_keeps_its_cpus_and_the_bench_says_so(
+    threaded_child: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {tid: allowed(tid) for tid in thread_ids(threaded_child)}
+
+    def refused(tid: int, cpus: frozenset[int]) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refused)  # as for a broker run by another user
+    with pinned([threaded_child], frozenset({0})):
+        pass
+
+    assert {tid: allowed(tid) for tid in thread_ids(threaded_child)} == before
+    assert f"process {threaded_child} cannot be moved to CPU 0: not ours" in capsys.readouterr().err

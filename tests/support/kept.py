@@ -54,7 +54,11 @@ def kept_hub(pki: Pki, checks: Checks, now: datetime, outbox: KeptOutbox | None 
     )
 
 
-def from_de(data: bytes) -> Inbound:
-    """``data`` as the hub takes it from DE's inbound queue, with the contract's properties."""
+def inbound_from(participant: str, data: bytes) -> Inbound:
+    """``data`` as the hub takes it from ``participant``'s inbound queue, with the contract's properties."""
     header = header_of(data)
-    return Inbound(data, "DE", header.message_id, header.type, "application/xml", 2)
+    return Inbound(data, participant, header.message_id, header.type, "application/xml", 2)
+
+
+def from_de(data: bytes) -> Inbound:
+    return inbound_from("DE", data)

@@ -11,9 +11,9 @@ import pytest
 from gateway.hub import DeliveryRefused, Hub
 from gateway.ledger.model import LedgerEntry
 from gateway.ledger.store import SqliteLedger
-from gateway.pipeline import Checks, Inbound
-from tests.support.kept import NOW, KeptOutbox, from_de, kept_hub
-from tests.support.pki import Pki, header_of, signed
+from gateway.pipeline import Checks
+from tests.support.kept import NOW, KeptOutbox, from_de, inbound_from, kept_hub
+from tests.support.pki import Pki, signed
 
 
 @dataclass
@@ -119,7 +119,7 @@ async def test_a_receipts_status_is_on_the_document_when_the_receipt_is_acknowle
     (document,) = hub.ledger.entries()
     assert document.routed_at is not None and document.delivery_status is None
     data = signed("Receipt", pki.signers["CH"], ref_to_message_id=document.message_id)
-    receipt = Inbound(data, "CH", header_of(data).message_id, "Receipt", "application/xml", 2)
+    receipt = inbound_from("CH", data)
     assert isinstance(kept_checks.history, SqliteLedger)
     broker.ledger, broker.document = kept_checks.history, document.sequence
     broker.acknowledged_one.clear()  # the receipt's routing to DE now waits for its acknowledgement
